@@ -1,0 +1,148 @@
+"""Evaluation documents: the bundled long texts, or the user's files / `datasets` data.
+
+`--data` accepts plain text files (one document per file: .txt, .md, .py, ...), directories of
+them, `.jsonl` / `.json` / `.parquet` / `.csv` files (read with `datasets`, one document per row,
+text in `text_field`), or a `datasets` name (`name` or `name:config`, split `split`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+
+DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
+_TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclasses.dataclass
+class Document:
+    name: str
+    kind: str
+    text: str
+    ids: np.ndarray | None = None  # int32 [n_tokens], filled by tokenize()
+    source: str = ""
+
+
+def bundled_manifest() -> list[dict]:
+    return json.loads((DATA_DIR / "manifest.json").read_text())
+
+
+def bundled_documents(names: Sequence[str] | None = None) -> list[Document]:
+    """The bundled documents (manifest order), or those named, in the order named."""
+    manifest = {m["name"]: m for m in bundled_manifest()}
+    if names:
+        unknown = [n for n in names if n not in manifest]
+        if unknown:
+            raise ValueError(
+                f"Unknown bundled document(s) {unknown}; bundled: {', '.join(manifest)}"
+            )
+        entries = [manifest[n] for n in names]
+    else:
+        entries = list(manifest.values())
+    return [
+        Document(m["name"], m["kind"], (DATA_DIR / m["file"]).read_text(encoding="utf-8"),
+                 source=f"{m['source']} ({m['version']}, {m['licence']})")
+        for m in entries
+    ]  # fmt: skip
+
+
+def _read_table(path: pathlib.Path, text_field: str) -> list[Document]:
+    import datasets
+
+    builder = _TABLE_SUFFIXES[path.suffix.lower()]
+    try:
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as e:  # datasets raises many types for a malformed file
+        raise ValueError(f"{path}: could not read it as {builder} ({type(e).__name__}: {e})") from e
+    if text_field not in ds.column_names:
+        raise ValueError(
+            f"{path}: no column {text_field!r} (columns: {ds.column_names}); pass --text-field"
+        )
+    return [
+        Document(f"{path.stem}[{i}]", "data", str(t), source=str(path))
+        for i, t in enumerate(ds[text_field])
+    ]
+
+
+def _read_hub(name: str, split: str, text_field: str) -> list[Document]:
+    import datasets
+
+    repo, _, config = name.partition(":")
+    try:
+        ds = datasets.load_dataset(repo, config or None, split=split)
+    except Exception as e:
+        raise ValueError(
+            f"--data {name!r} is not a file or directory here, and loading it as a `datasets` "
+            f"name failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            "Pass text files, a .jsonl/.parquet file, or a dataset that is reachable."
+        ) from e
+    if text_field not in ds.column_names:
+        raise ValueError(f"dataset {name!r}: no column {text_field!r} (has {ds.column_names})")
+    return [
+        Document(f"{repo}[{i}]", "data", str(t), source=name) for i, t in enumerate(ds[text_field])
+    ]
+
+
+def load_documents(
+    data: Sequence[str] | None,
+    names: Sequence[str] | None = None,
+    text_field: str = "text",
+    split: str = "test",
+) -> list[Document]:
+    """Documents from `data` (see module docstring); the bundled set when `data` is empty."""
+    if not data:
+        return bundled_documents(names)
+    docs: list[Document] = []
+    for item in data:
+        path = pathlib.Path(item).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise ValueError(f"--data {item}: the directory holds no files")
+        elif path.is_file():
+            files = [path]
+        elif path.suffix.lower() in _TABLE_SUFFIXES or path.suffix.lower() in (".txt", ".md"):
+            raise FileNotFoundError(f"--data {item}: no such file")
+        else:
+            docs.extend(_read_hub(item, split, text_field))
+            continue
+        for f in files:
+            if f.suffix.lower() in _TABLE_SUFFIXES:
+                docs.extend(_read_table(f, text_field))
+            else:
+                try:
+                    text = f.read_text(encoding="utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"--data {f}: not UTF-8 text ({e})") from e
+                docs.append(Document(f.name, "data", text, source=str(f)))
+    empty = [d.name for d in docs if not d.text.strip()]
+    if empty:
+        raise ValueError(f"--data: empty document(s) {empty}: remove them or pass other files")
+    if not docs:
+        raise ValueError(f"--data {list(data)}: no documents found")
+    if names:
+        by_name = {d.name: d for d in docs}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ValueError(f"--documents {missing} not in --data (have {list(by_name)[:20]})")
+        docs = [by_name[n] for n in names]
+    return docs
+
+
+def tokenize(docs: Sequence[Document], tokenizer, progress: bool = True) -> list[Document]:
+    """Fill `ids` with the tokenizer's encoding of each text (its default special tokens)."""
+    from tqdm.auto import tqdm
+
+    for doc in tqdm(docs, desc="tokenizing", unit="doc", disable=not progress):
+        doc.ids = np.asarray(_encode(tokenizer, doc.text), np.int32)
+    return list(docs)
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    # The tokenizer's own default (a BOS where the model's tokenizer adds one; SmolLM2 adds none).
+    ids = tokenizer.encode(text)
+    return list(getattr(ids, "ids", ids))
