@@ -154,7 +154,12 @@ class GGUFCheckpoint:
                 )
             elif int(t.data_offset) + expected > file_size:
                 problems.append(f"tensor {t.name}: data runs past the end of the file")
-            if self._hf_name(t.name) is None:
+            if t.name.startswith("rope_"):
+                problems.append(
+                    f"tensor {t.name}: per-frequency RoPE factors (llama3/longrope style) are not "
+                    "supported from GGUF; import the original Hugging Face folder instead"
+                )
+            elif self._hf_name(t.name) is None:
                 problems.append(f"tensor {t.name}: no Hugging Face equivalent known")
         if not self._reader.tensors:
             problems.append("the file holds no tensors")
@@ -279,6 +284,11 @@ class GGUFCheckpoint:
             kind, factor = "linear", self._arch("rope.scale_linear")
         if kind is None or kind == "none" or (factor is not None and float(factor) == 1.0):
             return None
+        # llama.cpp multiplies its YaRN mscale by attn_factor; HF has no such knob (its
+        # attention_factor *replaces* the scale), so only the neutral value is accepted.
+        attn_factor = self._arch("rope.scaling.attn_factor")
+        if attn_factor is not None and float(attn_factor) != 1.0:
+            raise _err(self.path, f"rope.scaling.attn_factor {attn_factor} is not supported")
         if kind not in ("linear", "yarn"):
             raise _err(self.path, f"rope.scaling.type {kind!r} is not supported (linear, yarn)")
         if factor is None:
@@ -289,11 +299,7 @@ class GGUFCheckpoint:
             if original is None:
                 raise _err(self.path, "yarn rope scaling without original_context_length")
             out["original_max_position_embeddings"] = int(original)
-            for gkey, hkey in (
-                ("yarn_beta_fast", "beta_fast"),
-                ("yarn_beta_slow", "beta_slow"),
-                ("attn_factor", "attention_factor"),
-            ):
+            for gkey, hkey in (("yarn_beta_fast", "beta_fast"), ("yarn_beta_slow", "beta_slow")):
                 value = self._arch(f"rope.scaling.{gkey}")
                 if value is not None:
                     out[hkey] = float(value)
