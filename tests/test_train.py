@@ -1,0 +1,175 @@
+"""Train library on one CPU device: schedule, loss, AdamW, remat, config and memory checks."""
+
+import importlib.util
+import math
+import os
+import resource
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from yarn_jax import train_lib as tl
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+
+
+def load_config(name, arg=None):
+    spec = importlib.util.spec_from_file_location(
+        f"cfg_{name}", os.path.join(CONFIGS, name + ".py")
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(arg) if arg else mod.get_config()
+
+
+def test_schedule_closed_form():
+    lin = tl.make_schedule(2e-5, 20, 400, "linear")
+    const = tl.make_schedule(1e-6, 20, 1000, "constant")
+    for step, want in [(0, 0.0), (10, 1e-5), (20, 2e-5), (210, 1e-5), (400, 0.0), (500, 0.0)]:
+        assert float(lin(step)) == pytest.approx(want, rel=1e-6, abs=1e-12), step
+    for step, want in [(0, 0.0), (5, 2.5e-7), (20, 1e-6), (999, 1e-6)]:
+        assert float(const(step)) == pytest.approx(want, rel=1e-6, abs=1e-15), step
+
+
+def _tiny_cfg(remat="none"):
+    cfg = load_config("tiny")
+    cfg.model.compute_dtype = "float32"
+    cfg.model.remat = remat
+    cfg.optim.warmup_steps = 0
+    return cfg
+
+
+def _ids(b=2, t=64, seed=0):
+    return jnp.asarray(np.random.default_rng(seed).integers(0, 258, (b, t)), jnp.int32)
+
+
+def test_chunked_loss_matches_float64_oracle():
+    model, _ = tl.build_model(_tiny_cfg())
+    ids = _ids()
+    logits = np.asarray(model(ids), np.float64)  # [B, T, V]
+    lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    tgt = np.asarray(ids)[:, 1:]
+    want = np.mean(lse[:, :-1] - np.take_along_axis(logits[:, :-1], tgt[..., None], -1)[..., 0])
+    for chunk in (0, 16):
+        got = float(jax.jit(lambda i, c=chunk: tl.next_token_loss(model, i, c))(ids))
+        assert got == pytest.approx(want, rel=1e-5), chunk  # float32 vs float64
+
+
+def test_adamw_step_matches_closed_form():
+    cfg = _tiny_cfg()
+    cfg.optim.lr = 1e-3
+    model, _ = tl.build_model(cfg)
+    mdef, flat = tl.split_model(model)
+    tx, sched = tl.make_optimizer(cfg.optim, 100)
+    state = tl.init_state(flat, tx, 0)
+    ids = _ids()
+    grads = jax.jit(jax.grad(lambda p: tl.next_token_loss(mdef.merge(p), ids, 0)))(state["params"])
+    new, metrics = jax.jit(tl.make_train_step(mdef, tx, sched, compute_dtype="float32"))(
+        state, {"input_ids": ids}
+    )
+    # First AdamW step (b1 .9, b2 .95, eps 1e-8, no decay), bias-corrected, in float64.
+    for k in ("layers/0/attn/q_proj", "embed/embedding", "norm/scale"):
+        g = np.asarray(grads[k], np.float64)
+        m, v = 0.1 * g, 0.05 * g * g
+        upd = -1e-3 * (m / 0.1) / (np.sqrt(v / 0.05) + 1e-8)
+        np.testing.assert_allclose(
+            np.asarray(new["params"][k]), np.asarray(flat[k]) + upd, atol=2e-6, err_msg=k
+        )
+    gn = math.sqrt(sum(float(np.sum(np.asarray(g, np.float64) ** 2)) for g in grads.values()))
+    assert float(metrics["grad_norm"]) == pytest.approx(gn, rel=1e-4)
+    assert int(new["step"]) == 1 and float(metrics["lr"]) == pytest.approx(1e-3)
+
+
+def test_remat_policy_changes_the_program_not_the_result():
+    ids = _ids()
+    results, jaxprs = {}, {}
+    for policy in ("none", "full", "dots"):
+        model, _ = tl.build_model(_tiny_cfg(policy))
+        mdef, flat = tl.split_model(model)
+        f = jax.value_and_grad(lambda p, i, m=mdef: tl.next_token_loss(m.merge(p), i, 0))
+        jaxprs[policy] = str(jax.make_jaxpr(f)(flat, ids))
+        if policy != "dots":  # (compiling is the slow part; dots is checked by its jaxpr)
+            results[policy] = jax.jit(f)(flat, ids)
+    assert "remat" not in jaxprs["none"] and "checkpoint" not in jaxprs["none"]
+    for policy in ("full", "dots"):  # one rematerialised region per block
+        assert jaxprs[policy].count("remat") + jaxprs[policy].count("checkpoint") >= 2
+    assert jaxprs["full"] != jaxprs["dots"]  # the policy reaches the program
+    assert float(results["full"][0]) == pytest.approx(float(results["none"][0]), rel=1e-6)
+    k = "layers/1/mlp/down_proj"
+    np.testing.assert_allclose(results["full"][1][k], results["none"][1][k], rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_and_bad_config_keys():
+    cfg = load_config("tiny")
+    with cfg.unlocked():
+        cfg.model.remat_policy = "full"
+        cfg.lr = 1.0
+    with pytest.raises(ValueError, match=r"unknown config key\(s\): lr, model.remat_policy"):
+        tl.validate_config(cfg)
+    cfg = load_config("tiny")
+    cfg.model.remat = "some"
+    cfg.optim.schedule = "cosine"
+    with pytest.raises(ValueError, match="model.remat='some'.*optim.schedule='cosine'"):
+        tl.validate_config(cfg)
+
+
+def test_every_recipe_validates():
+    for name in (
+        "tiny",
+        "smollm2_135m_yarn",
+        "llama2_7b_yarn_s16",
+        "llama2_13b_yarn_s16",
+        "llama2_7b_yarn_s32",
+        "mistral_7b_yarn_s8",
+    ):
+        tl.validate_config(load_config(name))
+    for method in ("pi", "ntk", "yarn"):
+        tl.validate_config(load_config("llama2_7b_8k_ablation", method))
+    with pytest.raises(ValueError, match="choose one of"):
+        load_config("llama2_7b_8k_ablation", "rope")
+
+
+def test_train_rejects_bad_setups(tmp_path):
+    cfg = load_config("tiny")
+    cfg.mesh.tensor = jax.device_count() + 1
+    with pytest.raises(ValueError, match="mesh:"):
+        tl.train(cfg, str(tmp_path / "a"))
+    cfg = load_config("tiny")
+    cfg.grad_accum = 3
+    with pytest.raises(ValueError, match="batch_size=8 must be divisible"):
+        tl.train(cfg, str(tmp_path / "b"))
+    cfg = load_config("tiny")
+    cfg.resume = "must"
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        tl.train(cfg, str(tmp_path / "c"))
+
+
+LLAMA2_7B_PARAMS = 6_738_415_616  # published count; = 32*(4*4096^2 + 3*4096*11008 + 2*4096)
+#                                   + 2*32000*4096 + 4096
+
+
+def test_memory_estimate_7b_64k_without_allocating():
+    cfg = load_config("llama2_7b_yarn_s16")
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    mesh = {"data": 1, "fsdp": 8, "tensor": 1}  # 8 x 80 GB GPUs, grad_accum 8
+    est = tl.memory_estimate_for_config(cfg, mesh)
+    grown_gb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 2**20
+    assert grown_gb < 2.0  # 7B fp32 weights alone would be 27 GB
+    norms = 65 * 4096  # RMSNorm scales are replicated ("norm" has no mesh axis)
+    assert 32 * (4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096) + 2 * 32000 * 4096 + 4096 == (
+        LLAMA2_7B_PARAMS
+    )
+    per_device = (LLAMA2_7B_PARAMS - norms) / 8 + norms
+    assert est["params_fp32"] == 4 * per_device
+    assert est["opt_state_fp32"] == 8 * per_device
+    # full remat keeps one bf16 [1, 65536, 4096] block input per layer
+    assert est["activations_saved"] == 32 * 65536 * 4096 * 2
+    assert est["total"] < 0.92 * 80 * 2**30
+    tl.check_memory(est, 80 * 2**30, 0.92, "80 GB GPU")
+    # the same recipe on one 80 GB device cannot fit: a clear error, not an OOM
+    one = tl.memory_estimate_for_config(cfg, {"data": 1, "fsdp": 1, "tensor": 1})
+    assert one["params_fp32"] == 4 * LLAMA2_7B_PARAMS
+    with pytest.raises(ValueError, match="(?s)does not fit.*Shard more"):
+        tl.check_memory(one, 80 * 2**30, 0.92, "80 GB GPU")
