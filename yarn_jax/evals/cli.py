@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one window per document (its first L tokens), as the paper's Proof-pile tables",
     )
     a("--data", nargs="+", help="text files / dirs, .jsonl/.parquet/.csv files, or a datasets name")
-    a("--documents", help="comma list of document names to keep (bundled names or file names)")
+    a("--documents", help="comma list of document names (bundled names or file names), or 'all'")
     a("--text-field", help="column holding the text in jsonl/parquet/datasets data")
     a("--split", help="datasets split")
     a("--loss-chunk", type=int, help="positions per chunk of the loss (memory of the logits)")
@@ -126,6 +126,13 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         v = getattr(args, key)
         if v is not None:
             d[key] = v
+    # Flags that only make sense for another selection undo the default's shortcuts.
+    if args.stride is not None and args.truncate is None:
+        d["truncate"] = False  # a stride means sliding windows
+    if (args.data or args.samples is not None) and args.documents is None:
+        d["documents"] = ()  # the default's document choice names bundled documents
+    if args.documents is not None and args.documents.strip().lower() == "all":
+        d["documents"] = ()
     if args.depths is not None:
         d["depths"] = None if args.depths == "random" else args.depths
     if args.no_baseline:

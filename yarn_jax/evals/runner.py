@@ -213,7 +213,8 @@ def _check(cfg: EvalConfig) -> None:
         raise EvalError(f"--lengths must be integers >= 2, got {list(cfg.lengths)}")
     if cfg.samples is not None and cfg.samples < 1:
         raise EvalError(f"--samples must be >= 1, got {cfg.samples}")
-    if cfg.stride < 1 or (not cfg.truncate and cfg.stride > min(cfg.lengths)):
+    sliding = cfg.task == "perplexity" and not cfg.truncate
+    if cfg.stride < 1 or (sliding and cfg.stride > min(cfg.lengths)):
         raise EvalError(
             f"--stride must be between 1 and the shortest length ({min(cfg.lengths)}), "
             f"got {cfg.stride}"
