@@ -195,6 +195,9 @@ _TO_GGUF = {
     "mlp.gate_proj.weight": "ffn_gate.weight",
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
+    "self_attn.q_proj.bias": "attn_q.bias",
+    "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.bias": "attn_v.bias",
 }
 
 
@@ -326,6 +329,44 @@ def test_rope_scaling_metadata(tmp_path):
     extra = [("llama.rope.scale_linear", _kv(T.FLOAT32, 2.0))]
     write_llama_gguf(path, _hf_weights(), extra_kv=extra)
     assert read_gguf(path).hf_config["rope_scaling"] == {"rope_type": "linear", "factor": 2.0}
+
+
+def test_qwen2_biases_and_no_permutation(tmp_path):
+    """llama.cpp stores Qwen2 (NeoX rope layout) unpermuted, with q/k/v biases."""
+    rng = np.random.default_rng(3)
+    src = _hf_weights(seed=3)
+    for i in range(CFG["layers"]):
+        for proj, heads in (("q", CFG["heads"]), ("k", CFG["kv_heads"]), ("v", CFG["kv_heads"])):
+            src[f"model.layers.{i}.self_attn.{proj}_proj.bias"] = rng.standard_normal(
+                heads * CFG["hidden"] // CFG["heads"]
+            ).astype(np.float32)
+    path = tmp_path / "qwen2.gguf"
+    write_llama_gguf(path, src, arch="qwen2", permute=False)
+    ckpt = read_gguf(path)
+    assert ckpt.hf_config["model_type"] == "qwen2"
+    assert ckpt.hf_config["architectures"] == ["Qwen2ForCausalLM"]
+    ours = dict(ckpt.tensors())
+    assert set(ours) == set(src)
+    for name, x in src.items():
+        np.testing.assert_array_equal(ours[name], x, err_msg=name)
+
+
+def test_yarn_mistral_constants(tmp_path):
+    """Yarn-Mistral GGUFs (name only: a GGUF has no auto_map) get their training constants."""
+    from yarn_jax import rope
+
+    T = gguf.GGUFValueType
+    path = tmp_path / "ym.gguf"
+    extra = [
+        ("general.basename", _kv(T.STRING, "Yarn-Mistral")),
+        ("llama.rope.scaling.type", _kv(T.STRING, "yarn")),
+        ("llama.rope.scaling.factor", _kv(T.FLOAT32, 16.0)),
+        ("llama.rope.scaling.original_context_length", _kv(T.UINT32, 8192)),
+    ]
+    write_llama_gguf(path, _hf_weights(), extra_kv=extra)
+    rc = rope.RopeConfig.from_hf(read_gguf(path).hf_config)
+    assert (rc.beta_fast, rc.beta_slow) == (128.0, 2.0)
+    assert rc.attention_factor == pytest.approx(0.07 * np.log(16.0) + 1.0)  # 1.19408
 
 
 def _meta_llama(config):

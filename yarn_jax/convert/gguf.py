@@ -15,6 +15,7 @@ permutes the rows of the LLaMA Q and K projections so that rotary pairs are adja
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import re
@@ -305,7 +306,20 @@ class GGUFCheckpoint:
                     out[hkey] = float(value)
             if self._arch("rope.scaling.finetuned"):
                 out["finetuned"] = True
+            if self._is_yarn_mistral():
+                # NousResearch Yarn-Mistral was trained with other constants (its
+                # modeling_mistral_yarn.py; METHOD.md). A GGUF keeps no auto_map, only the name.
+                s = out["factor"]
+                out.setdefault("beta_fast", 128.0)
+                out.setdefault("beta_slow", 2.0)
+                out["attention_factor"] = 0.07 * math.log(s) + 1.0
         return out
+
+    def _is_yarn_mistral(self) -> bool:
+        names = " ".join(
+            str(self.metadata(f"general.{k}", "")) for k in ("name", "basename", "finetune")
+        ).lower()
+        return "yarn" in names and "mistral" in names
 
     # ---------------------------------------------------------------- tokenizer
     def tokenizer(self):
