@@ -32,11 +32,14 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO, env=os.environ.copy())
         wall = time.perf_counter() - t0
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_gb = usage.ru_maxrss / 1e6  # KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
     verdict = "within" if wall < 300 else "OVER"
     print(
         f"\nbench_eval_default: exit {proc.returncode}, wall {wall:.1f} s ({verdict} the 300 s "
-        f"budget), peak RSS {peak_gb:.2f} GB, {os.cpu_count()} CPUs",
+        f"budget), CPU time {cpu:.1f} s, peak RSS {peak_gb:.2f} GB, {os.cpu_count()} CPUs, "
+        f"load average now {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     return proc.returncode
