@@ -151,10 +151,10 @@ class GGUFCheckpoint:
             if int(t.n_elements) % block or int(t.data.nbytes) != expected:
                 problems.append(
                     f"tensor {t.name}: {int(t.data.nbytes)} bytes of data, expected {expected} "
-                    f"for {int(t.n_elements)} {qtype.name} elements"
+                    f"for {int(t.n_elements)} {qtype.name} elements (truncated or corrupt file)"
                 )
             elif int(t.data_offset) + expected > file_size:
-                problems.append(f"tensor {t.name}: data runs past the end of the file")
+                problems.append(f"tensor {t.name}: data runs past the end of the file (truncated)")
             if t.name.startswith("rope_"):
                 problems.append(
                     f"tensor {t.name}: per-frequency RoPE factors (llama3/longrope style) are not "
@@ -201,8 +201,11 @@ class GGUFCheckpoint:
                 problem = f"tensor {t.name} ({qtype.name}) cannot be decoded: {e}"
                 raise _err(self.path, problem) from e
             shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-            # np.array copies: the result must not alias the read-only memory map.
-            w = np.array(w, dtype=np.float32).reshape(shape)
+            # F32 comes back as a view of the read-only memory map: copy it (the caller owns the
+            # result); every other type is already a fresh float32 array.
+            if qtype == _Q.F32:
+                w = np.array(w, dtype=np.float32)
+            w = np.asarray(w, dtype=np.float32).reshape(shape)
             if permuted and ".self_attn.q_proj." in name:
                 w = unpermute_qk(w, n_heads)
             elif permuted and ".self_attn.k_proj." in name:
