@@ -148,7 +148,17 @@ def test_auto_choice_and_errors():
         choose_impl("auto", B=1, T=32768, S=32768, N=9, contiguous=True, platform="cpu")
         == "chunked"
     )
-    assert choose_impl("auto", B=1, T=64, S=64, N=8, contiguous=True, platform="gpu") == "cudnn"
+    bf16 = jnp.bfloat16
+    assert (
+        choose_impl("auto", B=1, T=64, S=64, N=8, contiguous=True, dtype=bf16, platform="gpu")
+        == "cudnn"
+    )
+    assert (  # cuDNN has no float32 flash kernel
+        choose_impl(
+            "auto", B=1, T=64, S=64, N=8, contiguous=True, dtype=jnp.float32, platform="gpu"
+        )
+        == "xla"
+    )
     assert choose_impl("auto", B=1, T=1, S=64, N=8, contiguous=False, platform="gpu") == "xla"
     q, k, v = _qkv(T=8)
     pos = np.broadcast_to(np.arange(8), (2, 8))
