@@ -86,7 +86,6 @@ HF_ROPE = {
     "yarn": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 2.0,
              "original_max_position_embeddings": TRAINED},
     "dynamic_ntk": {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0},
-    "linear": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0},
 }  # fmt: skip
 
 
@@ -97,7 +96,7 @@ def test_perplexity_matches_transformers(tmp_path):
     (tmp_path / "doc.txt").write_text(tiny_text())
     out = tmp_path / "out"
     rc = main(["--model", str(folder), "--data", str(tmp_path / "doc.txt"), "--lengths", "48,96",
-               "--stride", "24", "--method", "yarn,dynamic_ntk,linear", "--factor", "2",
+               "--stride", "24", "--method", "yarn,dynamic_ntk", "--factor", "2",
                "--output-dir", str(out), "--no-progress"])  # fmt: skip
     assert rc == 0
     res = json.loads((out / "results.json").read_text())

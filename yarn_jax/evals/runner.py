@@ -320,12 +320,15 @@ def _run_perplexity(cfg, models, ropes, model_cfg, docs, tokenizer, settings) ->
 def _run_passkey(cfg, models, tokenizer, settings) -> dict[str, Any]:
     import numpy as np
 
-    import yarn_jax
     from yarn_jax.evals import passkey
+
+    # Not `yarn_jax.generate`: once the submodule yarn_jax.generate is imported, that attribute is
+    # the module, not the function.
+    from yarn_jax.generate import generate
 
     def gen_for(model):
         def gen(ids):
-            out = yarn_jax.generate(model, np.asarray([ids], np.int32), cfg.max_new_tokens)
+            out = generate(model, np.asarray([ids], np.int32), cfg.max_new_tokens)
             return np.asarray(out).reshape(-1)
 
         return gen
