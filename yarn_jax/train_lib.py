@@ -312,7 +312,11 @@ def next_token_loss(model, ids_bt: jax.Array, loss_chunk: int = 0) -> jax.Array:
     to_logits = getattr(model, "forward_logits", None) or getattr(model, "logits_from_hidden", None)
     if hidden is None or to_logits is None:
         return _masked_mean(nll(model(ids_bt), tgt_bt), mask_bt)
-    h_btd = hidden(ids_bt)
+    if hasattr(model, "forward_hidden"):
+        # positions are 0..T-1 in every row: lets "auto" pick the fused cuDNN / splash kernel
+        h_btd = model.forward_hidden(ids_bt, contiguous=True)
+    else:
+        h_btd = hidden(ids_bt)
     if loss_chunk and t > loss_chunk and t % loss_chunk == 0:
         n = t // loss_chunk
         h_nbcd = h_btd.reshape(b, n, loss_chunk, -1).swapaxes(0, 1)
@@ -625,7 +629,7 @@ def _model_config_of(model):
     raise ValueError("the model exposes neither .config nor .cfg")
 
 
-def build_model(cfg, abstract: bool = False):
+def build_model(cfg, abstract: bool = False, mesh=None):
     """(model, LlamaConfig) from cfg.model: random init from hf_config, or a checkpoint."""
     import yarn_jax
     from yarn_jax import model as model_lib
@@ -652,10 +656,11 @@ def build_model(cfg, abstract: bool = False):
 
         model = nnx.eval_shape(make) if abstract else make()
     else:
-        path = str(yarn_jax.convert.fetch.smollm2_gguf()) if init == "smollm2" else init
+        path = str(_smollm2_path()) if init == "smollm2" else init
         if not os.path.exists(path):
             raise FileNotFoundError(f"model.init={init!r}: {path} does not exist")
-        model = yarn_jax.from_pretrained(path, dtype="float32")
+        # with a mesh, the loader places each tensor straight onto its sharding
+        model = yarn_jax.from_pretrained(path, dtype="float32", mesh=mesh)
         lcfg = _model_config_of(model)
         changes = {"dtype": compute.name, "param_dtype": "float32"}
         rc = rope_config_for(cfg, lcfg.rope.rope_theta)
@@ -827,11 +832,7 @@ def _load_tokenizer(cfg):
     if name == "model":
         if cfg.model.init == "random":
             raise ValueError("data.tokenizer='model' needs a checkpoint; use 'byte' or a path")
-        path = (
-            str(yarn_jax.convert.fetch.smollm2_gguf())
-            if cfg.model.init == "smollm2"
-            else cfg.model.init
-        )
+        path = str(_smollm2_path()) if cfg.model.init == "smollm2" else cfg.model.init
         return yarn_jax.load_tokenizer(path)
     return yarn_jax.load_tokenizer(name)
 
@@ -863,7 +864,7 @@ def train(cfg, workdir: str) -> dict:
             f.write(cfg.to_json_best_effort(indent=2))
 
     # Random init happens on device (abstract model here); a checkpoint is read on the host.
-    model, lcfg = build_model(cfg, abstract=cfg.model.init == "random")
+    model, lcfg = build_model(cfg, abstract=cfg.model.init == "random", mesh=mesh)
     mdef, host_params = split_model(model)
     arch = _arch_of(lcfg)
     tx, schedule = make_optimizer(cfg.optim, cfg.num_steps)
@@ -920,7 +921,7 @@ def train(cfg, workdir: str) -> dict:
 
             state = jax.jit(init_fn, out_shardings=state_sh)()
         else:
-            params = {k: jax.device_put(np.asarray(v, np.float32), NamedSharding(mesh, pspecs[k]))
+            params = {k: jax.device_put(jnp.asarray(v, jnp.float32), NamedSharding(mesh, pspecs[k]))
                       for k, v in host_params.items()}  # fmt: skip
             state = jax.jit(lambda p: init_state(p, tx, cfg.seed), out_shardings=state_sh)(params)
         del host_params
@@ -1015,3 +1016,9 @@ def export_hf(cfg, workdir: str, mdef: ModelDef, state, tokenizer=None) -> str:
         yarn_jax.save_pretrained(model, out_dir, tokenizer=tok)
         _log(f"exported HF folder: {out_dir}")
     return out_dir
+
+
+def _smollm2_path():
+    from yarn_jax.convert import fetch
+
+    return fetch.smollm2_gguf()
