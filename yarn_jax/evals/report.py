@@ -82,6 +82,17 @@ def perplexity_report(result: dict[str, Any]) -> str:
             mine = [r for r in rows if r["document"] == doc]
             out += ["", f"Document {doc} (token-weighted)",
                     text_table(head, _pivot(mine, "ppl", methods, lengths))]  # fmt: skip
+    if "forwards" in result:
+        shared = [f"{e['method']} @ {e['length']} from {', '.join(e['shared_from'])}"
+                  for e in summary if e.get("shared_from")]  # fmt: skip
+        out += [
+            "",
+            f"Forward passes run: {result['forwards']}; window results reused: {result['shared']} "
+            "(a window is the causal prefix of a longer one with the same RoPE, or another method "
+            "has the same RoPE at that length: identical numbers).",
+        ]
+        if shared:
+            out.append("  reused: " + "; ".join(shared))
     if result.get("skipped"):
         out += ["", "Skipped (document shorter than the length):"]
         out += [f"  {s['document']} @ {s['length']}: {s['reason']}" for s in result["skipped"]]

@@ -206,6 +206,7 @@ def _settings(cfg: EvalConfig, model_path: str, model_cfg, methods, ropes) -> di
             "(Press et al.; last window aligned to the document end)"
         ),
         "note": cfg.note,
+        "title": f"{pathlib.Path(model_path).name} ({cfg.dtype}): perplexity against length",
         "host": f"{platform.node()} {platform.machine()} cpus={os.cpu_count()}",
     }
 
