@@ -283,7 +283,7 @@ def run(cfg: EvalConfig, stream=None) -> dict[str, Any]:
         f"model {model_path} ({cfg.dtype}), trained context {settings['trained_context']}; "
         f"{settings['protocol'] if cfg.task == 'perplexity' else 'passkey retrieval'}"
     )
-    if cfg.note:
+    if cfg.note and cfg.task == "perplexity":
         header += f"\n{cfg.note}"
     print(f"\n{header}\n\n{text}\n", file=stream)
     out = pathlib.Path(cfg.output_dir)
