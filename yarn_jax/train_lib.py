@@ -204,9 +204,15 @@ class ModelDef:
 def split_model(model) -> tuple[ModelDef, dict]:
     """(ModelDef, flat float parameter dict) of an nnx model (real or abstract)."""
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    template = tuple(nnx.to_flat_state(params))
-    flat = {_key(p): v.get_value() for p, v in template}
-    logical = {_key(p): shd.variable_logical_axes(v) for p, v in template}
+    pairs = tuple(nnx.to_flat_state(params))
+    flat = {_key(p): v.get_value() for p, v in pairs}
+    logical = {_key(p): shd.variable_logical_axes(v) for p, v in pairs}
+    # The template keeps metadata only: holding the values would pin a second copy of a
+    # loaded checkpoint in memory for the whole run.
+    template = tuple(
+        (p, v.replace(jax.ShapeDtypeStruct(flat[_key(p)].shape, flat[_key(p)].dtype)))
+        for p, v in pairs
+    )
     shapes = {k: jax.ShapeDtypeStruct(x.shape, jnp.float32) for k, x in flat.items()}
     return ModelDef(graphdef, template, rest, logical, shapes), flat
 
@@ -866,6 +872,7 @@ def train(cfg, workdir: str) -> dict:
     # Random init happens on device (abstract model here); a checkpoint is read on the host.
     model, lcfg = build_model(cfg, abstract=cfg.model.init == "random", mesh=mesh)
     mdef, host_params = split_model(model)
+    del model
     arch = _arch_of(lcfg)
     tx, schedule = make_optimizer(cfg.optim, cfg.num_steps)
     pspecs = param_pspecs(mdef, mesh)
