@@ -2,6 +2,7 @@ r"""Prepared GPU benchmark: a ~1.1B LLaMA train step at 16k tokens with cuDNN fl
 Goal: >= 45% MFU on one H200 (989 dense bf16 TFLOP/s).
 
     python bench/gpu_mfu.py --out results/gpu_mfu.jsonl [--max_minutes 8]
+    python bench/gpu_mfu.py --smoke --seq_len 256 --attention auto --max_minutes 1   # CPU check
 
 Sweeps a few (batch, remat) settings from the likely best down, each a fresh compile, and
 prints / appends one JSON line per setting (tokens/s, model TFLOP/s, MFU, step time, peak
@@ -48,10 +49,14 @@ ONE_B = {
 SWEEP = [(2, "dots"), (4, "full"), (2, "none"), (1, "none"), (8, "full")]
 
 
-def config(batch: int, remat: str, seq_len: int, attention: str):
+SMOKE = {**ONE_B, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512}  # fmt: skip
+
+
+def config(batch: int, remat: str, seq_len: int, attention: str, arch=ONE_B):
     c = tl.base_config()
     c.model.init = "random"
-    c.model.hf_config = dict(ONE_B)
+    c.model.hf_config = dict(arch)
     c.model.rope = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}
     c.model.compute_dtype = "bfloat16"
     c.model.remat = remat
@@ -71,7 +76,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--attention", default="cudnn")
     ap.add_argument("--max_minutes", type=float, default=8.0)
+    ap.add_argument("--smoke", action="store_true", help="toy model: check the script on CPU")
     args = ap.parse_args()
+    arch = SMOKE if args.smoke else ONE_B
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_train import bench
 
@@ -82,8 +89,16 @@ def main():
         if time.time() - t_start > args.max_minutes * 60:
             break
         rec = {"batch": batch, "remat": remat}
+        cfg = config(batch, remat, args.seq_len, args.attention, arch)
+        est = tl.memory_estimate_for_config(cfg)["total"]
+        limit, _ = tl.device_memory_bytes()
+        if est > 0.95 * limit:  # skip what cannot fit instead of compiling into an OOM
+            rec["skipped"] = f"estimate {est / 2**30:.1f} GiB > device {limit / 2**30:.1f} GiB"
+            print(json.dumps(rec), flush=True)
+            continue
         try:
-            rec = bench(config(batch, remat, args.seq_len, args.attention), args.steps)
+            rec = bench(cfg, args.steps)
+            rec["estimate_gib"] = est / 2**30
             stats = jax.devices()[0].memory_stats() or {}
             rec["peak_mem_gib"] = stats.get("peak_bytes_in_use", 0) / 2**30
         except Exception as e:  # noqa: BLE001 - OOM or compile failure: record, go on
