@@ -128,3 +128,26 @@ def test_default_config_file_is_the_library_default():
     cfg = cli.config_from_args(args)
     assert cfg.methods == ("yarn",) and dict(cfg.rope)["factor"] == 8.0
     assert cfg.lengths == (1024, 2048)
+
+
+def test_method_list_all_and_rope_fields():
+    from yarn_jax import rope
+    from yarn_jax.evals import runner
+    from yarn_jax.model import LlamaConfig
+
+    names = runner.resolve_methods(["all"], "default", {})
+    assert names[0] == "default" and "longrope" not in names  # needs per-frequency factors
+    assert set(names) == set(rope.METHODS) - {"longrope"}
+    assert runner.resolve_methods(["pi", "dynamic"], None, {}) == ["linear", "dynamic_ntk"]
+    mcfg = LlamaConfig(
+        hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=8192, rope=rope.RopeConfig(rope_theta=1e5),
+    )  # fmt: skip
+    r = runner.method_rope(mcfg, "yarn", {"factor": 4.0, "beta_fast": 16.0})
+    assert (r.rope_type, r.rope_theta, r.factor, r.original_max_position_embeddings) == (
+        "yarn", 1e5, 4.0, 8192)  # fmt: skip
+    assert r.beta_fast == 16.0
+    assert runner.method_rope(mcfg, "default", {"factor": 4.0}).factor == 1.0
+    assert runner.method_rope(mcfg, "llama3", {"factor": 8.0}).high_freq_factor == 4.0
+    with pytest.raises(runner.EvalError, match="longrope"):
+        runner.method_rope(mcfg, "longrope", {"factor": 4.0})

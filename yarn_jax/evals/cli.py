@@ -87,11 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument(_flag(field), dest=f"rope_{field}", default=None,
                            action=argparse.BooleanOptionalAction)  # fmt: skip
         elif field in ("short_factor", "long_factor"):
-            g.add_argument(_flag(field), dest=f"rope_{field}", type=_float_list)
+            g.add_argument(_flag(field), dest=f"rope_{field}", type=_float_list, metavar="F,F,...")
         elif field == "original_max_position_embeddings":
-            g.add_argument(_flag(field), dest=f"rope_{field}", type=int)
+            g.add_argument(_flag(field), dest=f"rope_{field}", type=int, metavar="L")
         else:
-            g.add_argument(_flag(field), dest=f"rope_{field}", type=float)
+            g.add_argument(_flag(field), dest=f"rope_{field}", type=float, metavar="X")
     return p
 
 
