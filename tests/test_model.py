@@ -204,3 +204,16 @@ def test_to_hf_round_trips_through_from_hf():
                       rope=rope.RopeConfig.from_hf(ROPE_PARAMS["llama3"]))  # fmt: skip
     back = LlamaConfig.from_hf(cfg.to_hf())
     assert back == dataclasses.replace(cfg, max_position_embeddings=back.max_position_embeddings)
+
+
+def test_logits_projected_in_chunks_equal_one_shot(monkeypatch, tmp_path):
+    from yarn_jax import model as model_lib
+
+    for tied in (True, False):
+        cfg = LlamaConfig(**BASE, tie_word_embeddings=tied)
+        m = Llama(cfg, rngs=nnx.Rngs(1))
+        h = jnp.asarray(np.random.default_rng(2).normal(size=(2, T, 64)), jnp.float32)
+        one_shot = np.asarray(m.forward_logits(h))
+        monkeypatch.setattr(model_lib, "LOGIT_CHUNK", 32)  # 80 = 2 chunks of 32 + 16
+        np.testing.assert_allclose(np.asarray(m.forward_logits(h)), one_shot, atol=1e-6)
+        monkeypatch.setattr(model_lib, "LOGIT_CHUNK", 1024)

@@ -94,7 +94,8 @@ def _chunked(q_btnh, k_bskh, v_bskh, q_pos, k_pos, q_seg, k_seg, sliding_window,
     G = N // K
     bq = min(block_q, -(-T // 8) * 8)
     bk = min(block_k, -(-S // 8) * 8)
-    if q_seg is None:
+    has_segments = q_seg is not None
+    if not has_segments:
         q_seg = jnp.ones((B, T), jnp.int32)
         k_seg = jnp.ones((B, S), jnp.int32)
     # Padded keys get segment -1 (never matched); padded queries are dropped at the end.
@@ -112,25 +113,29 @@ def _chunked(q_btnh, k_bskh, v_bskh, q_pos, k_pos, q_seg, k_seg, sliding_window,
     v_blocks = v.reshape(B, nk, bk, K, H).transpose(1, 0, 3, 2, 4)
     kp_blocks = kp.reshape(B, nk, bk).transpose(1, 0, 2)
     ks_blocks = ks.reshape(B, nk, bk).transpose(1, 0, 2)
-    # Per-block position ranges over real keys, for skipping blocks nobody can see.
+    # Per-block position ranges over real keys, for skipping blocks nobody can see and for
+    # dropping the mask inside blocks everybody sees.
     big = jnp.iinfo(jnp.int32).max
     kmin = jnp.min(jnp.where(ks_blocks >= 0, kp_blocks, big), axis=(1, 2))  # [nk]
     kmax = jnp.max(jnp.where(ks_blocks >= 0, kp_blocks, -big), axis=(1, 2))
+    kreal = jnp.all(ks_blocks >= 0, axis=(1, 2))  # no padded key in the block
     scale = jnp.float32(scale)
 
     def one_q_block(args):
         q_bkgqh, qp_bq, qs_bq = args
         qmax, qmin = jnp.max(qp_bq), jnp.min(qp_bq)
+        q_bkgqh = q_bkgqh * scale.astype(q_bkgqh.dtype) if q_bkgqh.dtype == jnp.float32 else q_bkgqh
+        pre_scaled = q_bkgqh.dtype == jnp.float32
 
-        def update(carry, kv):
+        def update(carry, kv, masked):
             m_bkgq, l_bkgq, acc_bkgqh = carry
             k_bkch, v_bkch, kp_bc, ks_bc = kv
-            s = (
-                jnp.einsum("bkgqh,bkch->bkgqc", q_bkgqh, k_bkch, preferred_element_type=jnp.float32)
-                * scale
-            )
-            ok = _visible(qp_bq, kp_bc, qs_bq, ks_bc, sliding_window, causal)[:, None, None]
-            s = jnp.where(ok, s, -jnp.inf)
+            s = jnp.einsum("bkgqh,bkch->bkgqc", q_bkgqh, k_bkch, preferred_element_type=jnp.float32)
+            if not pre_scaled:
+                s = s * scale
+            if masked:
+                ok = _visible(qp_bq, kp_bc, qs_bq, ks_bc, sliding_window, causal)[:, None, None]
+                s = jnp.where(ok, s, -jnp.inf)
             m_new = jnp.maximum(m_bkgq, jnp.max(s, axis=-1))
             m_safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)
             p = jnp.exp(s - m_safe[..., None])
@@ -143,14 +148,27 @@ def _chunked(q_btnh, k_bskh, v_bskh, q_pos, k_pos, q_seg, k_seg, sliding_window,
             return m_new, l_new, acc_bkgqh * corr[..., None] + pv
 
         def step(carry, xs):
-            kmin_j, kmax_j, kv = xs[0], xs[1], xs[2:]
-            skip = jnp.array(False)
+            kmin_j, kmax_j, kreal_j, kv = xs[0], xs[1], xs[2], xs[3:]
+            skip = kmin_j > kmax_j  # block holds only padding
+            # Every query sees every key of the block: no mask needed (most causal blocks).
+            full = kreal_j & jnp.array(not has_segments)
             if causal:
                 skip = skip | (kmin_j > qmax)
+                full = full & (kmax_j <= qmin)
             if sliding_window is not None:
                 skip = skip | (kmax_j <= qmin - sliding_window)
-            skip = skip | (kmin_j > kmax_j)  # block holds only padding
-            carry = lax.cond(skip, lambda c, _: c, update, carry, kv)
+                full = full & (kmin_j > qmax - sliding_window)
+            branch = jnp.where(skip, 0, jnp.where(full, 1, 2))
+            carry = lax.switch(
+                branch,
+                [
+                    lambda c, _: c,
+                    functools.partial(update, masked=False),
+                    functools.partial(update, masked=True),
+                ],
+                carry,
+                kv,
+            )
             return carry, None
 
         init = (
@@ -159,14 +177,15 @@ def _chunked(q_btnh, k_bskh, v_bskh, q_pos, k_pos, q_seg, k_seg, sliding_window,
             jnp.zeros((B, K, G, bq, H), jnp.float32),
         )
         (_, l, acc), _ = lax.scan(
-            step, init, (kmin, kmax, k_blocks, v_blocks, kp_blocks, ks_blocks)
+            step, init, (kmin, kmax, kreal, k_blocks, v_blocks, kp_blocks, ks_blocks)
         )
-        return (acc / jnp.where(l == 0, 1.0, l)[..., None]).astype(q_btnh.dtype)
+        o_bkgqh = (acc / jnp.where(l == 0, 1.0, l)[..., None]).astype(q_btnh.dtype)
+        return o_bkgqh.transpose(0, 3, 1, 2, 4).reshape(B, bq, N, H)
 
     # Rematerialise each query block in the backward pass: residuals stay O(bq · S).
     o_blocks = lax.map(jax.checkpoint(one_q_block), (q_blocks, qp_blocks, qs_blocks))
-    o = o_blocks.transpose(1, 0, 4, 2, 3, 5).reshape(B, nq * bq, N, H)  # [B,T',K,G,H]->[B,T',N,H]
-    return o[:, :T]
+    o = o_blocks.transpose(1, 0, 2, 3, 4).reshape(B, nq * bq, N, H)  # [nq,B,bq,N,H]->[B,T',N,H]
+    return o[:, :T] if nq * bq != T else o
 
 
 def _cudnn(q_btnh, k_bskh, v_bskh, sliding_window, scale):
