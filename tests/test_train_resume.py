@@ -9,6 +9,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -49,15 +50,29 @@ def _start(workdir, source, *extra):
 
 
 def _signal_after(proc, step, sig):
-    """Read stdout until 'step {step}/' is logged, then send `sig`; returns the output read."""
-    out = []
-    for line in proc.stdout:
-        out.append(line)
-        if line.startswith(f"step {step}/"):
-            proc.send_signal(sig)
-            break
-    rest, err = proc.communicate(timeout=300)
-    return "".join(out) + rest, err
+    """Start a thread that reads stdout until 'step {step}/' is logged, then sends `sig`.
+
+    Each watched process gets its own reader, so none runs ahead while another is read."""
+    box = {}
+
+    def watch():
+        out = []
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith(f"step {step}/"):
+                proc.send_signal(sig)
+                break
+        rest, err = proc.communicate(timeout=600)
+        box["result"] = ("".join(out) + rest, err)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+
+    def join():
+        thread.join(timeout=600)
+        return box["result"]
+
+    return join
 
 
 def _metrics(workdir):
@@ -82,9 +97,10 @@ def runs(tmp_path_factory):
     a, b, c = tmp / "a", tmp / "b", tmp / "c"
     # three processes at once: uninterrupted, SIGKILLed at step 7, SIGTERMed at step 5
     pa, pb, pc = _start(a, source), _start(b, source), _start(c, source)
-    out_b1, err_b1 = _signal_after(pb, 7, signal.SIGKILL)
-    out_c, err_c = _signal_after(pc, 5, signal.SIGTERM)
+    join_b, join_c = _signal_after(pb, 7, signal.SIGKILL), _signal_after(pc, 5, signal.SIGTERM)
     out_a, err_a = pa.communicate(timeout=600)
+    out_b1, err_b1 = join_b()
+    out_c, err_c = join_c()
     assert pa.returncode == 0, err_a[-3000:]
     assert pb.returncode == -signal.SIGKILL
     res = {"a": a, "b": b, "c": c, "source": source, "heldout": heldout}
