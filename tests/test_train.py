@@ -141,6 +141,10 @@ def test_train_rejects_bad_setups(tmp_path):
     with pytest.raises(ValueError, match="batch_size=8 must be divisible"):
         tl.train(cfg, str(tmp_path / "b"))
     cfg = load_config("tiny")
+    cfg.memory.device_gb = 0.001  # 1 MiB devices: refused before any weight is allocated
+    with pytest.raises(ValueError, match="the run does not fit"):
+        tl.train(cfg, str(tmp_path / "m"))
+    cfg = load_config("tiny")
     cfg.resume = "must"
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         tl.train(cfg, str(tmp_path / "c"))

@@ -869,23 +869,41 @@ def train(cfg, workdir: str) -> dict:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(cfg.to_json_best_effort(indent=2))
 
-    # Random init happens on device (abstract model here); a checkpoint is read on the host.
+    limit, where = device_memory_bytes(cfg.memory.device_gb)
+
+    def memory_gate(est):
+        _log(f"mesh {dict(mesh.shape)}; memory estimate per device:\n{format_memory(est, limit)}")
+        if cfg.memory.check:
+            check_memory(est, limit, cfg.memory.headroom, where)
+
+    gated = cfg.model.init == "random" or bool(_hf_arch_dict(cfg))
+    if gated:  # from the architecture alone, before any weight is read or allocated
+        memory_gate(memory_estimate_for_config(cfg, dict(mesh.shape)))
+
+    # Random init happens on device (abstract model here); a checkpoint is read by the
+    # converter, each tensor placed straight onto its sharding.
     model, lcfg = build_model(cfg, abstract=cfg.model.init == "random", mesh=mesh)
     mdef, host_params = split_model(model)
     del model
     arch = _arch_of(lcfg)
     tx, schedule = make_optimizer(cfg.optim, cfg.num_steps)
     pspecs = param_pspecs(mdef, mesh)
-
-    est = estimate_memory(
-        mdef.shapes, pspecs, mesh, arch, batch_size=B, grad_accum=cfg.grad_accum, seq_len=T,
-        remat=cfg.model.remat, compute_dtype=cfg.model.compute_dtype,
-        attention_impl=cfg.model.attention_impl, loss_chunk=cfg.model.loss_chunk,
-    )  # fmt: skip
-    limit, where = device_memory_bytes(cfg.memory.device_gb)
-    _log(f"mesh {dict(mesh.shape)}; memory estimate per device:\n{format_memory(est, limit)}")
-    if cfg.memory.check:
-        check_memory(est, limit, cfg.memory.headroom, where)
+    if not gated:
+        memory_gate(
+            estimate_memory(
+                mdef.shapes,
+                pspecs,
+                mesh,
+                arch,
+                batch_size=B,
+                grad_accum=cfg.grad_accum,
+                seq_len=T,
+                remat=cfg.model.remat,
+                compute_dtype=cfg.model.compute_dtype,
+                attention_impl=cfg.model.attention_impl,
+                loss_chunk=cfg.model.loss_chunk,
+            )  # fmt: skip
+        )
 
     abs_state = abstract_state(mdef, tx, mesh)
     state_sh = jax.tree.map(lambda s: s.sharding, abs_state)
@@ -945,7 +963,8 @@ def train(cfg, workdir: str) -> dict:
     def on_term(signum, frame):  # preemption: finish the step, save, exit
         stop["sig"] = signum
 
-    signal.signal(signal.SIGTERM, on_term)
+    if jax.process_count() == 1:  # multi-host: JAX's preemption notifier handles SIGTERM
+        signal.signal(signal.SIGTERM, on_term)
     bar = None
     if cfg.progress_bar and jax.process_index() == 0:
         from tqdm import tqdm
@@ -984,6 +1003,11 @@ def train(cfg, workdir: str) -> dict:
                 last_t, last_step, last = time.perf_counter(), done, m
             if bar is not None:
                 bar.update(1)
+            if jax.process_count() > 1:
+                # every host must agree on the step to stop at: JAX's preemption sync point
+                stop["sig"] = stop["sig"] or (
+                    signal.SIGTERM if ckpts.mngr.reached_preemption(done) else None
+                )
             if done % cfg.checkpoint_every == 0 or done == cfg.num_steps or stop["sig"]:
                 ckpts.save(done, state, it.state(), force=bool(stop["sig"]))
             if stop["sig"]:
