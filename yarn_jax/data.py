@@ -122,7 +122,9 @@ def _ids(tokenizer, text: str) -> list[int]:
     return list(getattr(out, "ids", out))
 
 
-def pack_documents(ds, tokenizer, seq_len: int, *, text_key: str = "text", bos=True, eos=True):
+def pack_documents(
+    ds, tokenizer, seq_len: int, *, text_key: str = "text", bos=True, eos=True, num_proc: int = 0
+):
     """Tokenize, bookend each document with BOS/EOS, concatenate and cut into [seq_len] chunks.
 
     Returns a `datasets.Dataset` with one int32 column "input_ids" of length seq_len. The tail of
@@ -149,6 +151,7 @@ def pack_documents(ds, tokenizer, seq_len: int, *, text_key: str = "text", bos=T
         batch_size=256,
         remove_columns=ds.column_names,
         features=features,
+        num_proc=num_proc or None,  # PG19-sized corpora: tokenize in parallel (cached)
         desc="tokenize+pack",
     )
     if len(packed) == 0:

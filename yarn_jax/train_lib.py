@@ -82,6 +82,7 @@ def base_config():
             "bos": True,
             "eos": True,
             "cache_dir": "",
+            "num_proc": 0,  # tokenizer processes (0: in-process)
         }
     )
     c.optim = mlc.ConfigDict(
@@ -928,8 +929,9 @@ def train(cfg, workdir: str) -> dict:
         cache_dir=cfg.data.cache_dir or None,
     )  # fmt: skip
     chunks = data_lib.pack_documents(
-        docs, tok, T, text_key=cfg.data.text_key, bos=cfg.data.bos, eos=cfg.data.eos
-    )
+        docs, tok, T, text_key=cfg.data.text_key, bos=cfg.data.bos, eos=cfg.data.eos,
+        num_proc=cfg.data.num_proc,
+    )  # fmt: skip
     it = data_lib.BatchIterator(chunks, B, cfg.data.seed, jax.process_index(), jax.process_count())
     _log(f"data: {len(docs)} documents -> {len(chunks)} chunks of {T} tokens")
 
