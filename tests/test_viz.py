@@ -40,3 +40,17 @@ def test_plots_carry_the_numbers():
     )
     fig = viz.plot_dynamic([rope.RopeConfig("dynamic_linear", 1e4, 4.0, 2048)], 64, lengths)
     np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), [1, 1, 2, 4], rtol=1e-5)
+
+
+def test_plot_training_reads_jsonl(tmp_path):
+    import json
+
+    path = tmp_path / "metrics.jsonl"
+    records = [{"step": s, "loss": 5.0 / s, "lr": 1e-3 * s} for s in range(1, 6)]
+    records.insert(2, {"step": 99, "eval": 1.0})  # a record without the plotted keys
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    fig = viz.plot_training(path)
+    loss_line = fig.axes[0].get_lines()[0]
+    np.testing.assert_array_equal(loss_line.get_xdata(), [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(loss_line.get_ydata(), [5.0 / s for s in range(1, 6)])
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "lr"]

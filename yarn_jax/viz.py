@@ -87,3 +87,27 @@ def plot_dynamic(cfgs: Sequence[rope.RopeConfig], head_dim: int, lengths: Sequen
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def read_metrics(path) -> list[dict]:
+    """The records of a training run's metrics.jsonl (one dict per logged step)."""
+    import json
+
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def plot_training(path, keys: Sequence[str] = ("loss", "lr")):
+    """Loss (and learning rate) against step from a training run's metrics.jsonl."""
+    plt = _plt()
+    records = read_metrics(path)
+    keys = [k for k in keys if any(k in r for r in records)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        pts = [(r["step"], r[key]) for r in records if key in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".")
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
