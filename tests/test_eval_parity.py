@@ -45,7 +45,7 @@ def make_tiny_model(folder: pathlib.Path, seed: int = 0) -> pathlib.Path:
     return folder
 
 
-def tiny_text(n_chars: int = 700) -> str:
+def tiny_text(n_chars: int = 450) -> str:
     return (TEXT_SOURCE / "devils_dictionary.txt").read_text()[2000 : 2000 + n_chars]
 
 
