@@ -161,17 +161,14 @@ def save_pretrained(
 
 
 def load_tokenizer(path: str | os.PathLike):
-    """The checkpoint's tokenizer: an HF folder via transformers.AutoTokenizer, a .gguf via its
-    embedded vocabulary. Has encode(str) -> list[int], decode(ids) -> str, bos/eos_token_id."""
+    """The checkpoint's tokenizer (an HF folder's tokenizer files, or a .gguf's embedded
+    vocabulary) as `yarn_jax.convert.tokenizer.Tokenizer`: encode(str) -> list[int] without
+    special tokens unless asked, decode(ids) -> str, bos/eos_token_id, save_pretrained(dir)."""
+    from yarn_jax.convert import tokenizer as tokenizer_lib  # noqa: PLC0415
+
     p = pathlib.Path(path)
-    if _is_gguf(p):
-        from yarn_jax.convert.gguf import read_gguf  # noqa: PLC0415
-
-        return read_gguf(p).tokenizer()
-    if not p.is_dir():
+    if not _is_gguf(p) and not p.is_dir():
         raise FileNotFoundError(f"{p}: no such model folder or .gguf file")
-    if not any((p / n).is_file() for n in TOKENIZER_FILES):
+    if p.is_dir() and not any((p / n).is_file() for n in TOKENIZER_FILES):
         raise FileNotFoundError(f"{p}: no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...)")
-    from transformers import AutoTokenizer  # noqa: PLC0415
-
-    return AutoTokenizer.from_pretrained(str(p))
+    return tokenizer_lib.load_tokenizer(p)
