@@ -1,7 +1,7 @@
 """Recompute a truncate-mode eval.py run with transformers and compare the perplexities.
 
-    python eval.py --method dynamic_ntk --output-dir eval_results       # the default run
-    python bench/bench_eval_vs_transformers.py eval_results/results.json
+    python eval.py --method dynamic_ntk --output-dir eval_out       # the default run
+    python bench/bench_eval_vs_transformers.py eval_out/results.json
 
 For every (method, length, document) row of results.json, transformers (LlamaForCausalLM, fp32,
 SDPA, 2 threads) scores the same window: the first L token ids of the document, tokenized with
@@ -79,4 +79,4 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "eval_results/results.json"))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "eval_out/results.json"))

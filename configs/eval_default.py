@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.trials = 1
     c.max_new_tokens = 10
     c.seed = 0
-    c.output_dir = "eval_results"
+    c.output_dir = "eval_out"
     c.progress = True
     c.note = (
         "default run, shrunk to fit 5 minutes on 2 CPU cores: one document (KJV Genesis), one "

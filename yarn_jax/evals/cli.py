@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--trials", type=int, help="passkey trials per (length, depth)")
     a("--max-new-tokens", type=int)
     a("--seed", type=int)
-    a("--output-dir", help="where results.json/csv and the plot go (default eval_results)")
+    a("--output-dir", help="where results.json/csv and the plot go (default eval_out)")
     a("--no-progress", action="store_true", help="no progress bars")
     g = p.add_argument_group("RoPE fields (apply to every non-default method)")
     for field in ROPE_FIELDS:

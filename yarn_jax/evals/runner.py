@@ -70,7 +70,7 @@ class EvalConfig:
     max_new_tokens: int = 10
     seed: int = 0
     # output
-    output_dir: str = "eval_results"
+    output_dir: str = "eval_out"
     progress: bool = True
     note: str = (  # a line printed and written into the results
         "default run, shrunk to fit 5 minutes on 2 CPU cores: one document (KJV Genesis), one "
