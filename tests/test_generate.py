@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from yarn_jax import rope
-from yarn_jax.generate import generate
+from yarn_jax.generation import generate
 from yarn_jax.model import Llama, LlamaConfig
 
 

@@ -217,3 +217,11 @@ def test_logits_projected_in_chunks_equal_one_shot(monkeypatch, tmp_path):
         monkeypatch.setattr(model_lib, "LOGIT_CHUNK", 32)  # 80 = 2 chunks of 32 + 16
         np.testing.assert_allclose(np.asarray(m.forward_logits(h)), one_shot, atol=1e-6)
         monkeypatch.setattr(model_lib, "LOGIT_CHUNK", 1024)
+
+
+def test_public_names_are_the_functions():
+    import yarn_jax
+    import yarn_jax.generation  # noqa: F401  (importing the module must not shadow the function)
+
+    assert callable(yarn_jax.generate) and yarn_jax.generate.__name__ == "generate"
+    assert yarn_jax.from_pretrained.__module__ == "yarn_jax.api"

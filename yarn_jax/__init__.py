@@ -19,7 +19,7 @@ _LAZY = {
     "from_pretrained": "yarn_jax.api",
     "save_pretrained": "yarn_jax.api",
     "load_tokenizer": "yarn_jax.api",
-    "generate": "yarn_jax.generate",
+    "generate": "yarn_jax.generation",
     "Llama": "yarn_jax.model",
     "LlamaConfig": "yarn_jax.model",
     "with_rope": "yarn_jax.model",

@@ -322,10 +322,7 @@ def _run_passkey(cfg, models, tokenizer, settings) -> dict[str, Any]:
     import numpy as np
 
     from yarn_jax.evals import passkey
-
-    # Not `yarn_jax.generate`: once the submodule yarn_jax.generate is imported, that attribute is
-    # the module, not the function.
-    from yarn_jax.generate import generate
+    from yarn_jax.generation import generate
 
     def gen_for(model):
         def gen(ids):
