@@ -19,21 +19,8 @@ from typing import Any
 from yarn_jax import rope as rope_lib
 
 # RopeConfig fields a user may set for every evaluated method (rope_type comes from --method).
-ROPE_FIELDS = (
-    "factor",
-    "original_max_position_embeddings",
-    "rope_theta",
-    "beta_fast",
-    "beta_slow",
-    "attention_factor",
-    "mscale",
-    "mscale_all_dim",
-    "truncate",
-    "low_freq_factor",
-    "high_freq_factor",
-    "short_factor",
-    "long_factor",
-    "finetuned",
+ROPE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(rope_lib.RopeConfig) if f.name != "rope_type"
 )
 # Llama 3.1's values, used for `llama3` when the user gives none.
 LLAMA3_DEFAULTS = {"low_freq_factor": 1.0, "high_freq_factor": 4.0}
