@@ -228,8 +228,8 @@ def _iter_bin(path: pathlib.Path) -> Iterator[tuple[str, np.ndarray]]:
         import torch  # noqa: PLC0415
     except ImportError as e:
         raise ImportError(
-            f"{path} is a PyTorch checkpoint: reading it needs torch (pip install torch), or "
-            "convert it to safetensors first"
+            f"{path} is a PyTorch checkpoint: reading it needs torch (pip install -e "
+            "'.[torch-bin]', which pins torch==2.13.0), or convert it to safetensors first"
         ) from e
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
