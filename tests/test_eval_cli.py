@@ -6,11 +6,9 @@ import pathlib
 
 import pytest
 
-pytest.importorskip("transformers")
-
-from tests.test_eval_parity import make_tiny_model, tiny_text  # noqa: E402
-from yarn_jax.evals import cli  # noqa: E402
-from yarn_jax.evals.runner import EvalConfig  # noqa: E402
+from tests.test_eval_parity import make_tiny_model, tiny_text
+from yarn_jax.evals import cli
+from yarn_jax.evals.runner import EvalConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -82,18 +82,20 @@ def test_token_weighted_and_reference_means():
         signature=lambda cfg, hd, L: object(),  # nothing shared
     )  # fmt: skip
     # independent oracle: per token, the NLL from its owning window
-    tot, n, win_ppl = 0.0, 0, []
+    tot, n, win_loss = 0.0, 0, []
     for d in docs:
         for w in sliding_windows(len(d.ids), 16, 8):
             x = d.ids[w.begin : w.end].astype(np.float64)
             nll = (np.cumsum(x)[1:] % 7) * 0.1 + 0.3
             part = nll[w.score_from - w.begin - 1 :]
             tot, n = tot + part.sum(), n + part.size
-            win_ppl.append(math.exp(part.mean()))
+            win_loss.append(part.mean())
     s = res["summary"][0]
     assert s["tokens_scored"] == n == (60 - 1) + (45 - 1)
     np.testing.assert_allclose(s["ppl"], math.exp(tot / n), rtol=1e-12)
-    np.testing.assert_allclose(s["window_mean_ppl"], np.mean(win_ppl), rtol=1e-12)
+    # the reference code's number: every window's mean loss, pooled over documents, averaged
+    np.testing.assert_allclose(s["window_mean_loss_ppl"], math.exp(np.mean(win_loss)), rtol=1e-12)
+    assert "exp of the mean over all windows" in report.perplexity_report(res)
     assert res["forwards"] == len(calls) == s["windows"]
 
 
@@ -128,6 +130,22 @@ def test_sharing_identical_rope_and_prefixes_gives_the_same_numbers():
     assert {s["document"] for s in shared["skipped"]} == {"b"}  # 40 tokens < 64
 
 
+def test_documents_with_one_name_keep_their_own_losses():
+    # Two documents named alike, different tokens, every RoPE identical (so sharing is allowed):
+    # each must be scored on its own tokens, not given the other's cached losses.
+    docs = [_Doc("notes.txt", np.zeros(64, int)), _Doc("notes.txt", np.full(64, 100))]
+    calls = []
+    res = evaluate_perplexity(
+        {"m": _fake_nll_fn(0.0, calls)}, {"m": None}, 8, docs, [64], stride=64, progress=False,
+        signature=lambda c, h, L: ("same",),
+    )  # fmt: skip
+    ppl = [r["ppl"] for r in res["rows"]]
+    x = np.full(64, 100, np.float64)
+    np.testing.assert_allclose(ppl[0], 1.0, rtol=1e-12)  # all-zero tokens: nll 0
+    np.testing.assert_allclose(ppl[1], math.exp(np.mean((np.cumsum(x)[1:] % 7) * 0.1)), rtol=1e-12)
+    assert ppl[0] != ppl[1] and res["forwards"] == len(calls) == 2 and res["shared"] == 0
+
+
 def test_no_document_long_enough_is_an_error():
     with pytest.raises(ValueError, match="longest has 10 tokens"):
         evaluate_perplexity({"m": _fake_nll_fn(0, [])}, {"m": None}, 8, [_Doc("a", range(10))],
@@ -155,6 +173,31 @@ def test_load_documents_files_and_errors(tmp_path):
         documents.load_documents([str(tmp_path / "empty.txt")])
     with pytest.raises(FileNotFoundError):
         documents.load_documents([str(tmp_path / "missing.txt")])
+
+
+def test_load_documents_names_are_unique_paths(tmp_path):
+    for sub, text in (("a", "first text"), ("b", "second text")):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+        (tmp_path / "d" / sub / "notes.txt").write_text(text)
+        (tmp_path / sub / "t").mkdir(parents=True)
+        (tmp_path / sub / "t" / "d.jsonl").write_text(f'{{"text": "{text}"}}\n')
+    docs = documents.load_documents([str(tmp_path / "d")])
+    assert [(d.name, d.text) for d in docs] == [
+        ("a/notes.txt", "first text"),
+        ("b/notes.txt", "second text"),
+    ]
+    docs = documents.load_documents([str(tmp_path / "a/t/d.jsonl"), str(tmp_path / "b/t/d.jsonl")])
+    assert [(d.name, d.text) for d in docs] == [
+        ("a/t/d[0]", "first text"),
+        ("b/t/d[0]", "second text"),
+    ]
+    # --documents picks by those names
+    docs = documents.load_documents([str(tmp_path / "d")], names=["b/notes.txt"])
+    assert [d.text for d in docs] == ["second text"]
+    # the same file twice: two documents with one name, refused with both sources listed
+    one = str(tmp_path / "d" / "a" / "notes.txt")
+    with pytest.raises(ValueError, match="same name.*'notes.txt' from .*notes.txt, .*notes.txt"):
+        documents.load_documents([one, one])
 
 
 def test_atomic_output_leaves_nothing_on_error(tmp_path):

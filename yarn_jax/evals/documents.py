@@ -3,12 +3,18 @@
 `--data` accepts plain text files (one document per file: .txt, .md, .py, ...), directories of
 them, `.jsonl` / `.json` / `.parquet` / `.csv` files (read with `datasets`, one document per row,
 text in `text_field`), or a `datasets` name (`name` or `name:config`, split `split`).
+
+A file's document is named by its path relative to the common root of the local `--data` items
+(a directory is its own root, a file its parent): `notes.txt` alone, `a/notes.txt` and
+`b/notes.txt` from one directory; a table's rows are `path-without-suffix[i]`. Two documents with
+one name are an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 from collections.abc import Sequence
 
@@ -25,6 +31,11 @@ class Document:
     text: str
     ids: np.ndarray | None = None  # int32 [n_tokens], filled by tokenize()
     source: str = ""
+
+
+def _abs(path: pathlib.Path) -> pathlib.Path:
+    """Absolute and normalised, without following symlinks (names stay under their root)."""
+    return pathlib.Path(os.path.abspath(path))
 
 
 def bundled_manifest() -> list[dict]:
@@ -50,7 +61,8 @@ def bundled_documents(names: Sequence[str] | None = None) -> list[Document]:
     ]  # fmt: skip
 
 
-def _read_table(path: pathlib.Path, text_field: str) -> list[Document]:
+def _read_table(path: pathlib.Path, text_field: str, label: str) -> list[Document]:
+    """One document per row, named `label[i]` (label: the path without suffix, see _label)."""
     import datasets
 
     builder = _TABLE_SUFFIXES[path.suffix.lower()]
@@ -63,7 +75,7 @@ def _read_table(path: pathlib.Path, text_field: str) -> list[Document]:
             f"{path}: no column {text_field!r} (columns: {ds.column_names}); pass --text-field"
         )
     return [
-        Document(f"{path.stem}[{i}]", "data", str(t), source=str(path))
+        Document(f"{label}[{i}]", "data", str(t), source=str(path))
         for i, t in enumerate(ds[text_field])
     ]
 
@@ -96,29 +108,52 @@ def load_documents(
     """Documents from `data` (see module docstring); the bundled set when `data` is empty."""
     if not data:
         return bundled_documents(names)
-    docs: list[Document] = []
+    # Resolve every item first: files are named by their path relative to the common root of the
+    # local --data items (a directory is its own root, a file its parent), so a/notes.txt and
+    # b/notes.txt stay two documents with two names.
+    items: list[tuple[str, list[pathlib.Path] | None, pathlib.Path | None]] = []
     for item in data:
         path = pathlib.Path(item).expanduser()
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
             if not files:
                 raise ValueError(f"--data {item}: the directory holds no files")
+            items.append((item, [_abs(f) for f in files], _abs(path)))
         elif path.is_file():
-            files = [path]
+            items.append((item, [_abs(path)], _abs(path).parent))
         elif path.suffix.lower() in _TABLE_SUFFIXES or path.suffix.lower() in (".txt", ".md"):
             raise FileNotFoundError(f"--data {item}: no such file")
         else:
+            items.append((item, None, None))  # a `datasets` name
+    roots = [r for _, _, r in items if r is not None]
+    root = pathlib.Path(os.path.commonpath(roots)) if roots else None
+    docs: list[Document] = []
+    for item, files, _ in items:
+        if files is None:
             docs.extend(_read_hub(item, split, text_field))
             continue
         for f in files:
+            rel = f.relative_to(root).as_posix()
             if f.suffix.lower() in _TABLE_SUFFIXES:
-                docs.extend(_read_table(f, text_field))
+                docs.extend(_read_table(f, text_field, rel[: len(rel) - len(f.suffix)]))
             else:
                 try:
                     text = f.read_text(encoding="utf-8")
                 except UnicodeDecodeError as e:
                     raise ValueError(f"--data {f}: not UTF-8 text ({e})") from e
-                docs.append(Document(f.name, "data", text, source=str(f)))
+                docs.append(Document(rel, "data", text, source=str(f)))
+    seen: dict[str, list[str]] = {}
+    for d in docs:
+        seen.setdefault(d.name, []).append(d.source)
+    dups = {n: s for n, s in seen.items() if len(s) > 1}
+    if dups:
+        listed = "; ".join(f"{n!r} from {', '.join(s)}" for n, s in list(dups.items())[:10])
+        if len(dups) > 10:
+            listed += f"; and {len(dups) - 10} more"
+        raise ValueError(
+            f"--data: several documents have the same name ({listed}): each document needs its "
+            "own name; pass each file or dataset once"
+        )
     empty = [d.name for d in docs if not d.text.strip()]
     if empty:
         raise ValueError(f"--data: empty document(s) {empty}: remove them or pass other files")

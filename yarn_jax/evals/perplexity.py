@@ -10,8 +10,10 @@ The loss is computed from the final hidden states in chunks of `loss_chunk` posi
 [T, V] float32 logits are never materialised (SmolLM2 at 8k: 4.6 GB).
 
 Reported: the token-weighted perplexity exp(sum NLL / tokens) per document and over all
-documents, and the reference code's number (jquesnelle/yarn eval/perplexity.py: the mean over
-windows of each window's perplexity), labelled as such.
+documents, and the reference code's number (jquesnelle/yarn eval/perplexity.py, METHOD.md: every
+window's mean loss, pooled over documents, averaged, then exponentiated: exp(mean of window
+losses), `window_mean_loss_ppl`), labelled as such. `window_mean_ppl` (the mean over windows of
+exp(window loss)) is also recorded; it is not the reference's number.
 
 Dimension key: B batch, T length, D model dim, V vocab, C loss chunk.
 """
@@ -187,17 +189,18 @@ def evaluate_perplexity(
     lengths = sorted({int(x) for x in lengths}, reverse=True)  # longest first: prefixes reuse
     skipped, plan = [], {}
     for L in lengths:
-        chosen = []
-        for doc in documents:
+        chosen = []  # (index in `documents`, document): the index is its identity, not its name
+        for i, doc in enumerate(documents):
             if len(doc.ids) < L:
                 skipped.append(
                     {"length": L, "document": doc.name, "tokens": int(len(doc.ids)),
                      "reason": f"{len(doc.ids)} tokens < length {L}"}
                 )  # fmt: skip
             elif samples is None or len(chosen) < samples:
-                chosen.append(doc)
+                chosen.append((i, doc))
         if chosen:
-            plan[L] = [(doc, sliding_windows(len(doc.ids), L, stride, truncate)) for doc in chosen]
+            plan[L] = [(i, doc, sliding_windows(len(doc.ids), L, stride, truncate))
+                       for i, doc in chosen]  # fmt: skip
     if not plan:
         longest = max((len(d.ids) for d in documents), default=0)
         raise ValueError(
@@ -212,21 +215,21 @@ def evaluate_perplexity(
             sig_cache[(method, L)] = signature(rope_cfgs[method], head_dim, L)
         return sig_cache[(method, L)]
 
-    done: dict[str, list[_Forward]] = {}
+    done: dict[int, list[_Forward]] = {}  # by document index: two documents may share a name
     rows, summary = [], []
     n_forwards = n_shared = 0
     for method, nll_fn in nll_fns.items():
         for L, docs in plan.items():
-            total = sum(len(w) for _, w in docs)
+            total = sum(len(w) for _, _, w in docs)
             bar = tqdm(
                 total=total, desc=f"{method} @ {L}", unit="win", disable=not progress, leave=True
             )
             t0, per_doc, all_nlls, shared_from = time.perf_counter(), [], [], set()
-            for doc, windows in docs:
+            for i, doc, windows in docs:
                 doc_nlls = []
                 for w in windows:
                     hit = None
-                    for f in done.get(doc.name, ()):
+                    for f in done.get(i, ()):
                         # f ran with RoPE f.sig; its causal prefix is the forward pass of any
                         # window with the same start and the same RoPE.
                         if f.begin == w.begin and f.end >= w.end and f.sig == sig(method, L):
@@ -235,7 +238,7 @@ def evaluate_perplexity(
                     if hit is None:
                         nll = nll_fn(doc.ids[w.begin : w.end])
                         hit = _Forward(sig(method, L), w.begin, w.end, nll, f"{method}@{L}")
-                        done.setdefault(doc.name, []).append(hit)
+                        done.setdefault(i, []).append(hit)
                         n_forwards += 1
                     else:
                         n_shared += 1
