@@ -68,11 +68,39 @@ def test_bad_sources(tmp_path, jsonl):
         data.load_documents(str(tmp_path / "nothing*.jsonl"))
     with pytest.raises(ValueError, match="text_key='body' not in the dataset columns"):
         data.load_documents(str(jsonl), text_key="body")
+    with pytest.raises(FileNotFoundError, match="missing_dir'?: no such file"):
+        data.load_documents(str(tmp_path / "missing_dir"))  # a path: never tried on the hub
     with pytest.raises(ValueError, match="neither a local file"):
-        data.load_documents(str(tmp_path / "missing_dir_or_hub_name"))
+        data.load_documents("no_such_org/no_such_hub_dataset_xyz")
     ds = data.load_documents(str(jsonl))
     with pytest.raises(ValueError, match="no full chunk"):
         data.pack_documents(ds, data.ByteTokenizer(), 100_000)
+
+
+def test_missing_list_item_or_path_is_named(tmp_path, jsonl):
+    missing = str(tmp_path / "gone.jsonl")
+    with pytest.raises(FileNotFoundError, match="data.source item '.*gone.jsonl'"):
+        data.load_documents([str(jsonl), missing])
+    with pytest.raises(FileNotFoundError, match=r"data.source item '.*nope\*.txt' matches no"):
+        data.load_documents([str(jsonl), str(tmp_path / "nope*.txt")])
+    with pytest.raises(FileNotFoundError, match="data.source='.*gone.jsonl': no such file"):
+        data.load_documents(missing)  # path-like: not sent to the hub as a dataset name
+    assert data._expand("someorg/some_dataset") is None  # hub names still go to the hub
+
+
+def test_directory_skips_dotfiles_and_rejects_mixed_formats(tmp_path, jsonl):
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / "a.jsonl").write_text(jsonl.read_text())
+    (d / ".DS_Store").write_bytes(b"\x00\x01binary")
+    (d / ".cache").mkdir()
+    (d / ".cache" / "x.txt").write_text("not data")
+    ds = data.load_documents(str(d))
+    assert ds["text"] == DOCS
+    (d / "notes.txt").write_text("a text file")
+    with pytest.raises(ValueError, match=r"mixes formats \['json', 'text'\].*a glob such as"):
+        data.load_documents(str(d))
+    assert data.load_documents(str(d / "*.jsonl"))["text"] == DOCS
 
 
 def _chunks(n, t=4):

@@ -52,9 +52,35 @@ def test_chunked_loss_matches_float64_oracle():
     lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
     tgt = np.asarray(ids)[:, 1:]
     want = np.mean(lse[:, :-1] - np.take_along_axis(logits[:, :-1], tgt[..., None], -1)[..., 0])
-    for chunk in (0, 16):
+    for chunk in (0, 16, 24):  # 24: T=64 is not a multiple (two chunks + a remainder of 16)
         got = float(jax.jit(lambda i, c=chunk: tl.next_token_loss(model, i, c))(ids))
         assert got == pytest.approx(want, rel=1e-5), chunk  # float32 vs float64
+
+
+def test_loss_chunk_remainder_never_builds_full_logits():
+    model, _ = tl.build_model(_tiny_cfg())
+    ids = _ids()  # [2, 64], V = 258
+
+    def shapes(chunk):
+        jaxpr = jax.make_jaxpr(lambda i: tl.next_token_loss(model, i, chunk))(ids)
+        out = set()
+
+        def walk(jp):
+            for eqn in jp.eqns:
+                out.update(tuple(v.aval.shape) for v in eqn.outvars if hasattr(v.aval, "shape"))
+                for p in eqn.params.values():
+                    for j in p if isinstance(p, (list, tuple)) else (p,):
+                        inner = getattr(j, "jaxpr", j)
+                        if hasattr(inner, "eqns"):
+                            walk(inner)
+
+        walk(jaxpr.jaxpr)
+        return out
+
+    assert (2, 64, 258) in shapes(0)  # unchunked: the full [B, T, V] logits
+    got = shapes(24)
+    assert (2, 64, 258) not in got
+    assert (2, 24, 258) in got and (2, 16, 258) in got  # full chunks, then the remainder
 
 
 def test_adamw_step_matches_closed_form():
@@ -157,6 +183,42 @@ def test_train_rejects_bad_setups(tmp_path):
     cfg.resume = "must"
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         tl.train(cfg, str(tmp_path / "c"))
+
+
+def _save_toy_checkpoint(directory, step):
+    ckpts = tl.Checkpoints(directory, keep=3, use_async=False)
+    assert ckpts.save(step, {"x": np.full(2, step, np.float32)}, {"position": step})
+    ckpts.wait()
+    return ckpts
+
+
+def test_resume_never_refuses_a_workdir_with_checkpoints(tmp_path):
+    _save_toy_checkpoint(str(tmp_path / "w" / "checkpoints"), 3).close()
+    cfg = load_config("tiny")
+    cfg.resume = "never"
+    with pytest.raises(FileExistsError, match=r"(?s)resume='never'.*steps \[3\].*new --workdir"):
+        tl.train(cfg, str(tmp_path / "w"))
+
+
+def test_checkpoint_save_that_orbax_skips_raises_when_required(tmp_path):
+    d = str(tmp_path / "checkpoints")
+    _save_toy_checkpoint(d, 6).close()
+    ckpts = tl.Checkpoints(d, keep=3, use_async=False)  # a second run in the same directory
+    state = {"x": np.zeros(2, np.float32)}
+    assert not ckpts.save(3, state, {"position": 0})  # older than step 6: orbax skips it
+    with pytest.raises(RuntimeError, match=r"step 3 was not saved.*steps \[6\]"):
+        ckpts.save(3, state, {"position": 0}, required=True)
+    ckpts.close()
+
+
+def test_tokenizer_model_mismatch_names_both(tmp_path):
+    cfg = load_config("tiny")
+    cfg.model.hf_config.vocab_size = 250  # BOS 256 / EOS 257 do not fit
+    cfg.model.hf_config.bos_token_id = 1
+    cfg.model.hf_config.eos_token_id = 2
+    cfg.data.max_documents = 4
+    with pytest.raises(ValueError, match=r"data.tokenizer='byte', model.init='random'"):
+        tl.train(cfg, str(tmp_path / "t"))
 
 
 LLAMA2_7B_PARAMS = 6_738_415_616  # published count; = 32*(4*4096^2 + 3*4096*11008 + 2*4096)

@@ -16,6 +16,8 @@ import numpy as np
 
 _TEXT_EXT = {".txt", ".text", ".md", ".rst", ".py", ".c", ".h", ""}
 _FORMATS = {"text", "json", "parquet"}
+# extensions that mark a data.source string as a local path (not a hub dataset name)
+_PATH_EXT = _TEXT_EXT - {""} | {".jsonl", ".json", ".parquet", ".csv", ".gz", ".arrow"}
 
 
 class ByteTokenizer:
@@ -38,22 +40,49 @@ def python_stdlib_files(limit: int | None = None) -> list[str]:
     return files[:limit] if limit else files
 
 
+def _looks_like_path(item: str) -> bool:
+    """A local path rather than a hub name: leading / . ~, more than one "/" ("org/name" is a
+    hub name), or a data-file extension."""
+    return (
+        item.startswith(("/", ".", "~"))
+        or item.count("/") > 1
+        or os.path.splitext(item)[1].lower() in _PATH_EXT
+    )
+
+
+def _visible(path: str, root: str) -> bool:
+    """False for dotfiles and anything under a dot-directory below `root`."""
+    rel = os.path.relpath(path, root)
+    return not any(part.startswith(".") for part in rel.split(os.sep))
+
+
 def _expand(source: str | Sequence[str]) -> list[str] | None:
-    """Local files named by `source` (paths, globs, directories), or None if it is not local."""
-    items = [source] if isinstance(source, str) else list(source)
+    """Local files named by `source` (paths, globs, directories), or None if it is not local.
+
+    A list source is always local: a missing item raises FileNotFoundError naming it, as does
+    a single string that looks like a path (leading / ./ ~ or a data-file extension).
+    """
+    is_list = not isinstance(source, str)
+    items = list(source) if is_list else [source]
     files: list[str] = []
-    for item in items:
-        item = os.path.expanduser(str(item))
+    for raw in items:
+        item = os.path.expanduser(str(raw))
         if os.path.isdir(item):
             files += sorted(
                 p
                 for p in glob.glob(os.path.join(item, "**", "*"), recursive=True)
-                if os.path.isfile(p)
+                if os.path.isfile(p) and _visible(p, item)
             )
         elif any(c in item for c in "*?["):
-            files += sorted(glob.glob(item, recursive=True))
+            matched = sorted(glob.glob(item, recursive=True))
+            if is_list and not matched:
+                raise FileNotFoundError(f"data.source item {raw!r} matches no files")
+            files += matched
         elif os.path.isfile(item):
             files.append(item)
+        elif is_list or _looks_like_path(item):
+            where = f"data.source item {raw!r}" if is_list else f"data.source={raw!r}"
+            raise FileNotFoundError(f"{where}: no such file or directory")
         else:
             return None
     return files
@@ -91,7 +120,17 @@ def load_documents(
     if files is not None:
         if not files:
             raise FileNotFoundError(f"data.source={source!r} matches no files")
-        fmt = data_format if data_format != "auto" else _format_of(files[0])
+        if data_format == "auto":
+            formats = {_format_of(f) for f in files}
+            if len(formats) > 1:
+                base = source if isinstance(source, str) and os.path.isdir(source) else "dir"
+                raise ValueError(
+                    f"data.source {source!r} mixes formats {sorted(formats)}; pass a glob such "
+                    f"as {os.path.join(base, '*.jsonl')!r} (files of one format)"
+                )
+            fmt = formats.pop()
+        else:
+            fmt = data_format
         if fmt not in _FORMATS:
             raise ValueError(f"data.format={fmt!r}; use one of {sorted(_FORMATS)} or 'auto'")
         kwargs = {"sample_by": "document"} if fmt == "text" else {}

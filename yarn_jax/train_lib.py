@@ -324,17 +324,23 @@ def next_token_loss(model, ids_bt: jax.Array, loss_chunk: int = 0) -> jax.Array:
         h_btd = model.forward_hidden(ids_bt, contiguous=True)
     else:
         h_btd = hidden(ids_bt)
-    if loss_chunk and t > loss_chunk and t % loss_chunk == 0:
-        n = t // loss_chunk
-        h_nbcd = h_btd.reshape(b, n, loss_chunk, -1).swapaxes(0, 1)
-        tgt_nbc = tgt_bt.reshape(b, n, loss_chunk).swapaxes(0, 1)
+    if loss_chunk and t > loss_chunk:
+        # n full chunks via lax.map, then a remainder chunk (< loss_chunk) if T is not a
+        # multiple: at most [B, loss_chunk, V] logits exist at once, as estimate_memory assumes.
+        n, rem = divmod(t, loss_chunk)
+        head = n * loss_chunk
 
         @jax.checkpoint
         def chunk(args):
             h, tgt = args
             return nll(to_logits(h), tgt)
 
-        nll_bt = jax.lax.map(chunk, (h_nbcd, tgt_nbc)).swapaxes(0, 1).reshape(b, t)
+        h_nbcd = h_btd[:, :head].reshape(b, n, loss_chunk, -1).swapaxes(0, 1)
+        tgt_nbc = tgt_bt[:, :head].reshape(b, n, loss_chunk).swapaxes(0, 1)
+        nll_bt = jax.lax.map(chunk, (h_nbcd, tgt_nbc)).swapaxes(0, 1).reshape(b, head)
+        if rem:
+            tail_bt = chunk((h_btd[:, head:], tgt_bt[:, head:]))
+            nll_bt = jnp.concatenate([nll_bt, tail_bt], axis=1)
     else:
         nll_bt = nll(to_logits(h_btd), tgt_bt)
     return _masked_mean(nll_bt, mask_bt)
@@ -744,11 +750,22 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.mngr.latest_step()
 
-    def save(self, step: int, state, data_state: dict, force: bool = False) -> None:
+    def save(
+        self, step: int, state, data_state: dict, force: bool = False, required: bool = False
+    ) -> bool:
+        """Start saving `step`; True if orbax accepted it. `required`: raise if it did not
+        (e.g. the directory already holds this or a later step from another run)."""
         args = self.ocp.args.Composite(
             state=self.ocp.args.StandardSave(state), data=self.ocp.args.JsonSave(data_state)
         )
-        self.mngr.save(step, args=args, force=force)
+        saved = bool(self.mngr.save(step, args=args, force=force))
+        if required and not saved:
+            raise RuntimeError(
+                f"checkpoint step {step} was not saved in {self.dir} (orbax skipped it; the "
+                f"directory holds steps {sorted(self.mngr.all_steps())}). Use a new --workdir "
+                f"or delete {self.dir}."
+            )
+        return saved
 
     def restore(self, step: int, abstract):
         args = self.ocp.args.Composite(
@@ -860,7 +877,15 @@ def train(cfg, workdir: str) -> dict:
     ckpts = Checkpoints(
         os.path.join(workdir, "checkpoints"), cfg.keep_checkpoints, cfg.async_checkpoint
     )
-    latest = ckpts.latest_step() if cfg.resume != "never" else None
+    existing = ckpts.latest_step()
+    if cfg.resume == "never" and existing is not None:
+        # orbax would keep the old steps and refuse to re-save them: the runs would mix.
+        raise FileExistsError(
+            f"config.resume='never' but {ckpts.dir} already holds checkpoints (steps "
+            f"{sorted(ckpts.mngr.all_steps())}); use a new --workdir, delete {ckpts.dir}, "
+            "or set resume='auto' to continue that run"
+        )
+    latest = existing if cfg.resume != "never" else None
     if cfg.resume == "must" and latest is None:
         raise FileNotFoundError(
             f"config.resume='must' but {ckpts.dir} holds no checkpoint; run without it first "
@@ -978,9 +1003,16 @@ def train(cfg, workdir: str) -> dict:
         for step in range(start, cfg.num_steps):
             local = next(it)
             if local.max() >= arch.V:
+                hint = (
+                    "use data.tokenizer='model' (the checkpoint's own tokenizer)"
+                    if cfg.model.init != "random" and cfg.data.tokenizer != "model"
+                    else f"use a tokenizer whose ids are < {arch.V} (data.tokenizer='byte' "
+                    "needs 258) or raise model.hf_config.vocab_size"
+                )
                 raise ValueError(
                     f"token id {int(local.max())} >= vocab_size {arch.V}: the tokenizer does not "
-                    "match the model"
+                    f"match the model (data.tokenizer={cfg.data.tokenizer!r}, "
+                    f"model.init={cfg.model.init!r}); {hint}"
                 )
             batch = {"input_ids": jax.make_array_from_process_local_data(batch_sh, local, (B, T))}
             state, metrics = jstep(state, batch)
@@ -1011,7 +1043,8 @@ def train(cfg, workdir: str) -> dict:
                     signal.SIGTERM if ckpts.mngr.reached_preemption(done) else None
                 )
             if done % cfg.checkpoint_every == 0 or done == cfg.num_steps or stop["sig"]:
-                ckpts.save(done, state, it.state(), force=bool(stop["sig"]))
+                must = bool(stop["sig"]) or done == cfg.num_steps
+                ckpts.save(done, state, it.state(), force=bool(stop["sig"]), required=must)
             if stop["sig"]:
                 ckpts.wait()
                 _log(f"SIGTERM: saved checkpoint step {done} in {ckpts.dir}; exiting")
