@@ -50,7 +50,7 @@ def test_cached_decoding_matches_full_forward(name, layers):
     # at the length at which those tokens entered the cache (no cache can avoid this without
     # recomputing the prefix). Measured here: <= 6e-5 on logits of size ~0.5.
     dynamic_deep = name.startswith("dynamic") and layers > 1
-    atol = 5e-4 if dynamic_deep else 2e-5
+    atol = 2e-4 if dynamic_deep else 2e-5
     for i in (0, 5, 9):
         full = np.asarray(model(jnp.asarray(seq[:, : 12 + i])))[:, -1]
         np.testing.assert_allclose(logits[:, i], full, atol=atol, rtol=1e-5, err_msg=f"step {i}")

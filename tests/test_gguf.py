@@ -5,12 +5,11 @@ here from ggml's block layout, whose exact decoded values are known in closed fo
 permutation written out index by index; transformers' own GGUF loader on the same files.
 """
 
+import gguf
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
-
-from yarn_jax.convert.gguf import read_gguf, unpermute_qk  # noqa: E402
+from yarn_jax.convert.gguf import read_gguf, unpermute_qk
 
 Q = gguf.GGMLQuantizationType
 
@@ -370,8 +369,9 @@ def test_yarn_mistral_constants(tmp_path):
 
 
 def _meta_llama(config):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
+
     keep = {k: v for k, v in config.items() if not k.startswith("_")}
     with torch.device("meta"):
         return transformers.LlamaForCausalLM(transformers.LlamaConfig(**keep))

@@ -7,20 +7,14 @@ rope config. Text: the first 512 tokens of KJV Genesis (bundled eval data). ~1 m
 
 import pathlib
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-try:  # the model helper's public entry point; skip (not fail) only if it cannot be imported
-    from yarn_jax.api import from_pretrained
-except ImportError as e:  # pragma: no cover
-    pytest.skip(f"yarn_jax.api.from_pretrained not importable: {e}", allow_module_level=True)
-
-import jax.numpy as jnp  # noqa: E402
-
-from yarn_jax.convert.tokenizer import load_tokenizer  # noqa: E402
+from yarn_jax.api import from_pretrained
+from yarn_jax.convert.tokenizer import load_tokenizer
 
 T = 512
 GENESIS = pathlib.Path(__file__).resolve().parents[1] / "yarn_jax/evals/data/books/kjv_genesis.txt"

@@ -37,7 +37,8 @@ def ours(smollm2_gguf):
 
 @pytest.fixture(scope="module")
 def hf_tok(smollm2_gguf):
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     return transformers.AutoTokenizer.from_pretrained(
         str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name
     )
@@ -97,7 +98,8 @@ def test_smollm_pre_tokenizer_as_llamacpp(ours, hf_tok):
 
 
 def test_save_loads_in_transformers_and_back(ours, tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     ours.save(tmp_path)
     cfg = json.loads((tmp_path / "tokenizer_config.json").read_text())
     assert cfg["bos_token"] == "<|im_start|>" and cfg["eos_token"] == "<|im_end|>"

@@ -253,7 +253,9 @@ class RopeConfig:
             if kwargs["attention_factor"] is None and rope_type in ("yarn", "dynamic_yarn"):
                 if rope_type == "dynamic_yarn":
                     raise ValueError(
-                        "dynamic_yarn with Yarn-Mistral's 0.07 ln s + 1 scale is not supported"
+                        "dynamic_yarn with Yarn-Mistral's 0.07 ln s + 1 scale is not supported: "
+                        "use rope_type 'yarn' (how the checkpoint was trained), or set "
+                        "attention_factor explicitly"
                     )
                 kwargs["attention_factor"] = 0.07 * math.log(s) + 1.0 if s > 1 else 1.0
         return cls(**kwargs)
