@@ -12,22 +12,7 @@ Same optimizer as §4.1 (AdamW 0.9/0.95, lr 2e-5, 20 warm-up steps, linear decay
 methods at equal training). Table 1 then reports Proof-pile perplexity at 2k..10k.
 """
 
-
-def _sibling(name):
-    # Load a sibling recipe by path: config files are run as files, not as a package.
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-    spec = importlib.util.spec_from_file_location(f"yarn_jax_configs_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def s16_config():
-    return _sibling("llama2_7b_yarn_s16").get_config()
-
+from yarn_jax.config_files import sibling
 
 METHODS = {
     "pi": {"rope_type": "linear", "factor": 2.0},
@@ -40,7 +25,7 @@ METHODS = {
 def get_config(method: str = "yarn"):
     if method not in METHODS:
         raise ValueError(f"method {method!r}: choose one of {sorted(METHODS)}")
-    c = s16_config()
+    c = sibling(__file__, "llama2_7b_yarn_s16")
     c.model.rope = dict(METHODS[method])
     c.data.seq_len = 8192
     c.grad_accum = 1

@@ -11,25 +11,11 @@ with the same data (64k-token segments), optimizer and schedule. The rope overri
 the s=16 rope config of the loaded folder by s=32 over the original 4k context.
 """
 
-
-def _sibling(name):
-    # Load a sibling recipe by path: config files are run as files, not as a package.
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-    spec = importlib.util.spec_from_file_location(f"yarn_jax_configs_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def s16_config():
-    return _sibling("llama2_7b_yarn_s16").get_config()
+from yarn_jax.config_files import sibling
 
 
 def get_config():
-    c = s16_config()
+    c = sibling(__file__, "llama2_7b_yarn_s16")
     c.num_steps = 200
     c.model.init = "runs/llama2_7b_s16/hf_export"
     c.model.rope = {"rope_type": "yarn", "factor": 32.0, "original_max_position_embeddings": 4096}

@@ -1,6 +1,5 @@
 """Train library on one CPU device: schedule, loss, AdamW, remat, config and memory checks."""
 
-import importlib.util
 import math
 import os
 import resource
@@ -10,18 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from yarn_jax import config_files
 from yarn_jax import train_lib as tl
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 
 
 def load_config(name, arg=None):
-    spec = importlib.util.spec_from_file_location(
-        f"cfg_{name}", os.path.join(CONFIGS, name + ".py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config(arg) if arg else mod.get_config()
+    return config_files.load_config(os.path.join(CONFIGS, name + ".py"), arg)
 
 
 def test_schedule_closed_form():
@@ -248,3 +243,16 @@ def test_memory_estimate_7b_64k_without_allocating():
     assert one["params_fp32"] == 4 * LLAMA2_7B_PARAMS
     with pytest.raises(ValueError, match="(?s)does not fit.*Shard more"):
         tl.check_memory(one, 80 * 2**30, 0.92, "80 GB GPU")
+
+
+def test_derived_recipes_start_from_s16():
+    s16, s32 = load_config("llama2_7b_yarn_s16"), load_config("llama2_7b_yarn_s32")
+    assert s32.num_steps == 200 and s32.model.rope.factor == 32.0
+    assert s32.optim.to_dict() == s16.optim.to_dict() and s32.data.seq_len == s16.data.seq_len
+    ntk = load_config("llama2_7b_8k_ablation", "ntk")
+    assert ntk.data.seq_len == 8192 and ntk.model.rope.to_dict() == {
+        "rope_type": "default",
+        "rope_theta": 20000.0,
+    }
+    with pytest.raises(FileNotFoundError, match="no such config file"):
+        config_files.load_config(os.path.join(CONFIGS, "no_such_recipe.py"))

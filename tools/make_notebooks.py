@@ -211,13 +211,13 @@ WORKDIR = "finetune_yarn_run"
     (
         "code",
         """import pathlib
-import runpy
 
 import yarn_jax
 from yarn_jax import train_lib
+from yarn_jax.config_files import load_config
 
 repo = pathlib.Path(yarn_jax.__file__).resolve().parents[1]
-cfg = runpy.run_path(str(repo / "configs" / f"{CONFIG}.py"))["get_config"]()
+cfg = load_config(repo / "configs" / f"{CONFIG}.py")
 cfg.num_steps = NUM_STEPS
 print(cfg.model.rope)""",
     ),

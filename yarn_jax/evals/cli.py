@@ -9,7 +9,6 @@ python eval.py --config configs/eval_default.py --model path/to/hf_dir --data do
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -96,14 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config_file(path: str) -> dict[str, Any]:
-    f = pathlib.Path(path)
-    if not f.is_file():
+    from yarn_jax.config_files import load_config
+
+    if not pathlib.Path(path).is_file():
         raise EvalError(f"--config {path}: no such file")
-    spec = importlib.util.spec_from_file_location(f"_eval_config_{f.stem}", f)
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
-        cfg = module.get_config()
+        cfg = load_config(path)
     except Exception as e:
         raise EvalError(f"--config {path}: could not evaluate get_config() ({e})") from None
     return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
