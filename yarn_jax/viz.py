@@ -13,13 +13,8 @@ from yarn_jax import rope
 
 
 def _plt():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        try:
-            matplotlib.use("Agg", force=False)
-        except Exception:  # a notebook backend is already active
-            pass
+    # pyplot picks a headless backend by itself where there is no display (Agg), and the
+    # notebook's inline backend in Jupyter.
     import matplotlib.pyplot as plt
 
     return plt
