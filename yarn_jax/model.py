@@ -42,7 +42,7 @@ __all__ = [
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 EMPTY_POSITION = 2**30  # position of an unfilled KV-cache slot
-LOGIT_CHUNK = 1024  # positions per LM-head matmul in forward_logits
+LOGIT_CHUNK = 256  # positions per LM-head matmul in forward_logits
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 # config.json keys that do not change the forward math (bookkeeping, training-only, generation).

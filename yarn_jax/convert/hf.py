@@ -206,21 +206,32 @@ def _safetensors_files(folder: pathlib.Path) -> list[pathlib.Path] | None:
 
 
 def _iter_safetensors(path: pathlib.Path) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, array) for each tensor, reopening the file per tensor.
+
+    safe_open maps the whole file; pages a read touches count in the process's memory until
+    the map is closed. Measured on SmolLM2 (0.54 GB): one open for all tensors raised the
+    import's peak RSS from 0.8 to 1.3 GB; one open per tensor keeps a single tensor mapped.
+    """
     from safetensors import SafetensorError, safe_open  # noqa: PLC0415
 
-    try:
-        f = safe_open(str(path), framework="numpy")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(
-            f"{path}: not a readable safetensors file ({e}); it may be truncated or corrupt: "
-            "re-download or re-export it"
-        ) from e
-    with f:
-        for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+    def opened():
+        try:
+            return safe_open(str(path), framework="numpy")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ValueError(
+                f"{path}: not a readable safetensors file ({e}); it may be truncated or corrupt: "
+                "re-download or re-export it"
+            ) from e
+
+    with opened() as f:
+        keys = list(f.keys())  # noqa: SIM118 - safe_open has no __iter__
+    for key in keys:
+        with opened() as f:
             try:
-                yield key, f.get_tensor(key)
+                w = f.get_tensor(key)
             except (SafetensorError, OSError, ValueError) as e:
                 raise ValueError(f"{path}: cannot read tensor {key!r} ({e}); file corrupt?") from e
+        yield key, w
 
 
 def _iter_bin(path: pathlib.Path) -> Iterator[tuple[str, np.ndarray]]:
