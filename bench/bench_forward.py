@@ -12,18 +12,21 @@ too. Time: one forward after warm-up (yarn_jax compiles ahead of time with `lowe
 transformers runs a 128-token warm-up); our compile time is printed separately.
 Goal: ratios (ours / transformers) <= 0.8 for time and memory.
 
-Measured 2026-12-01 on the 2-core development machine while other jobs ran (load average 4-7,
-so single timings vary up to 2x; compare ratios within one run), float32, YaRN s=4:
+Measured 2026-12-02 on the 2-core development machine (quiet; single timings still vary
+~30% between runs, so compare ratios within one run), float32, YaRN s=4:
 
-    run  tokens | ours s   hf s  ratio | ours GB  hf GB  ratio | fwd-only GB ours / hf
-    1     2048  |  16.9    26.3  0.64  |  1.54    1.52   1.01  |  0.75 / 0.56
-    1     8192  |  92.2    51.5  1.79  |  4.85    3.11   1.56  |  4.06 / 2.15   (*)
-    2     2048  |  13.0    24.8  0.53  |  1.56    1.52   1.03  |  0.77 / 0.56
-    2     8192  | 105.8   121.9  0.87  |  3.34    3.02   1.10  |  2.55 / 2.06
+     tokens |  ours s   hf s ratio | ours GB  hf GB ratio | fwd-only GB ours / hf
+       2048 |    5.6     5.2  1.08 |   1.46    1.51  0.96 |  0.66 / 0.55
+       8192 |   34.1    29.7  1.15 |   2.82    3.11  0.91 |  2.03 / 2.15
+      16384 |  106.7    81.1  1.32 |   4.60    5.27  0.87 |  3.80 / 4.31
 
-(*) before the chunked LM head and the mask-free attention blocks.
-Full float32 logits are 1.6 GB of both peaks at 8k. XLA's plan for 32k tokens (from
-`lower().compile().memory_analysis()`): 3.1 GB temporaries + 6.4 GB logits + 0.54 GB weights.
+The second table ("floors") puts the 0.8 goal in context, from the same run: the float32
+logits every caller gets back (1.6 GB at 8k) plus runtime and weights leave a memory floor of
+0.76-0.79x transformers' peak, and torch's CPU GEMM probe runs 8-28% faster than XLA's. The
+gap in time is mostly attention. Measured per layer at 8k tokens: torch's fused CPU
+attention (scaled_dot_product_attention, causal) takes 0.39 s; the two matmuls of our blocked
+kernel alone take 0.42 s (XLA splits each small matmul over the 2 cores itself: 1.6x over one
+core), and the whole kernel with softmax 0.6-0.7 s.
 """
 
 from __future__ import annotations
@@ -47,6 +50,29 @@ def _rss_gb() -> float:
 
 def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB -> GB
+
+
+# SmolLM2-135M shapes, for the analytic FLOP count and the GEMM probe.
+D, M, V, N, K, H, LAYERS = 576, 1536, 49152, 9, 3, 64, 30
+GEMM = (4096, D, M)  # one MLP projection: the shape that dominates the non-attention work
+
+
+def forward_flops(tokens: int) -> tuple[float, float]:
+    """(matmul FLOPs outside attention, causal attention FLOPs) of one forward pass."""
+    per_token = LAYERS * (D * N * H + 2 * D * K * H + N * H * D + 3 * D * M) + D * V
+    attn = LAYERS * 2 * N * H * tokens * (tokens + 1) / 2  # q.k and p.v over causal pairs
+    return 2.0 * per_token * tokens, 2.0 * attn
+
+
+def _gemm_gflops(matmul) -> float:
+    """Best of 5 runs of `matmul()` (one GEMM of shape GEMM, already warmed up), in GFLOP/s."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        matmul()
+        best = min(best, time.perf_counter() - t0)
+    m, k, n = GEMM
+    return 2 * m * k * n / best / 1e9
 
 
 def _ids(length: int):
@@ -75,8 +101,15 @@ def worker_ours(folder: str, length: int, dtype: str) -> dict:
     logits = model(ids)
     jax.block_until_ready(logits)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "compile_s": compile_s, "peak_gb": _peak_gb(),
-            "loaded_gb": loaded, "checksum": float(jnp.mean(logits[0, -1]))}  # fmt: skip
+    peak = _peak_gb()
+    checksum = float(jnp.mean(logits[0, -1]))
+    del logits
+    a, b = jnp.ones(GEMM[:2], jnp.float32), jnp.ones(GEMM[1:], jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    mm(a, b).block_until_ready()
+    gflops = _gemm_gflops(lambda: mm(a, b).block_until_ready())
+    return {"seconds": seconds, "compile_s": compile_s, "peak_gb": peak, "loaded_gb": loaded,
+            "checksum": checksum, "gemm_gflops": gflops}  # fmt: skip
 
 
 def worker_hf(folder: str, length: int, dtype: str) -> dict:
@@ -92,9 +125,15 @@ def worker_hf(folder: str, length: int, dtype: str) -> dict:
         t0 = time.perf_counter()
         logits = model(ids).logits.float()
         seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "peak_gb": _peak_gb(), "loaded_gb": loaded,
+        peak = _peak_gb()
+        checksum = float(logits[0, -1].mean())
+        del logits
+        a, b = torch.ones(GEMM[:2]), torch.ones(GEMM[1:])
+        a @ b
+        gflops = _gemm_gflops(lambda: a @ b)
+    return {"seconds": seconds, "peak_gb": peak, "loaded_gb": loaded,
             "threads": torch.get_num_threads(), "attn": model.config._attn_implementation,
-            "checksum": float(logits[0, -1].mean())}  # fmt: skip
+            "checksum": checksum, "gemm_gflops": gflops}  # fmt: skip
 
 
 def prepare_folder(cache: pathlib.Path) -> pathlib.Path:
@@ -156,9 +195,41 @@ def main(argv=None) -> int:
             f"{fo:8.2f} / {fh:8.2f} | {ours['compile_s']:9.1f}",
             flush=True,
         )
+    print_floors(results)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
+
+
+def print_floors(results: list[dict]) -> None:
+    """What no implementation on this machine and framework can beat, from this run's numbers.
+
+    time floor: every FLOP of the forward at this framework's measured GEMM rate (the probe
+    shape is one MLP projection), with softmax, norms and memory traffic free.
+    memory floor: RSS after loading (runtime + weights) + the float32 logits it must return.
+    """
+    print(
+        "\nfloors (ratios to transformers' measured time / peak; the goal is 0.8):\n"
+        f"{'tokens':>7} | {'TFLOP':>5} {'attn':>4} | {'GEMM GF/s ours/hf':>17} | "
+        f"{'eff GF/s ours/hf':>16} | {'time floor':>10} {'ratio':>5} | {'mem floor GB':>12} "
+        f"{'ratio':>5}"
+    )
+    for r in results:
+        ours, hf = r["ours"], r["hf"]
+        if "error" in ours or "error" in hf:
+            continue
+        dense, attn = forward_flops(r["tokens"])
+        total = dense + attn
+        floor_s = total / (ours["gemm_gflops"] * 1e9)
+        floor_gb = ours["loaded_gb"] + r["tokens"] * V * 4 / 1e9
+        print(
+            f"{r['tokens']:>7} | {total / 1e12:5.2f} {attn / total:4.0%} | "
+            f"{ours['gemm_gflops']:7.0f} / {hf['gemm_gflops']:7.0f} | "
+            f"{total / ours['seconds'] / 1e9:6.0f} / {total / hf['seconds'] / 1e9:7.0f} | "
+            f"{floor_s:9.1f}s {floor_s / hf['seconds']:5.2f} | {floor_gb:12.2f} "
+            f"{floor_gb / hf['peak_gb']:5.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
