@@ -18,7 +18,8 @@ Measured 2026-12-01 (2 cores shared with other jobs, so wall times are upper bou
   32k tokens (`--method default --no-baseline --lengths 32768 --documents jargon_file`): chunked
     attention chosen automatically; peak RSS 4.22 GB, wall 1018 s at load ~4-7 (CPU 723 s);
     perplexity 493 (no scaling at 4x the trained context).
-  2026-12-02, quiet machine, after attention started writing its output in place: the same
+  2026-12-02, quiet machine, after attention started writing its output in place: default
+    run wall 157 s, CPU 251 s, peak RSS 1.60 GB, same perplexities (two runs); the same
     32k run with the default method flag (dynamic_ntk): peak RSS 2.06 GB, wall 349 s
     (CPU 604 s), perplexity 34.3.
 """
