@@ -5,12 +5,13 @@ Command:
     python train.py --config configs/llama2_13b_yarn_s16.py --workdir runs/llama2_13b_s16 \
         --config.model.init=/path/to/Llama-2-13b-hf --config.data.source=/path/to/pg19/train
 
-Same recipe as configs/llama2_7b_yarn_s16.py (400 steps, batch 64 x 64k tokens, lr 2e-5, 20
-warm-up steps then linear decay, bf16, full remat). 13B needs more shards than 8 x 80 GB at
-one 64k sequence per device: use >= 16 devices (fsdp=-1) or add tensor=2.
+The 7B recipe (configs/llama2_7b_yarn_s16.py: 400 steps, batch 64 x 64k tokens, lr 2e-5, 20
+warm-up steps then linear decay, bf16, full remat) with the 13B architecture. 13B needs more
+shards than 8 x 80 GB at one 64k sequence per device: use >= 16 devices (fsdp=-1, hence
+grad_accum 4) or add tensor=2.
 """
 
-from yarn_jax.train_lib import base_config
+from yarn_jax.config_files import sibling
 
 LLAMA2_13B = {
     "model_type": "llama",
@@ -30,23 +31,8 @@ LLAMA2_13B = {
 
 
 def get_config():
-    c = base_config()
-    c.num_steps = 400
-    c.batch_size = 64
+    c = sibling(__file__, "llama2_7b_yarn_s16")
     c.grad_accum = 4
-    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
     c.model.init = "meta-llama/Llama-2-13b-hf"
     c.model.hf_config = dict(LLAMA2_13B)
-    c.model.rope = {"rope_type": "yarn", "factor": 16.0, "original_max_position_embeddings": 4096}
-    c.model.compute_dtype = "bfloat16"
-    c.model.remat = "full"
-    c.data.source = "emozilla/pg19"
-    c.data.tokenizer = "model"
-    c.data.seq_len = 65536
-    c.optim.lr = 2e-5
-    c.optim.warmup_steps = 20
-    c.optim.schedule = "linear"
-    c.log_every = 1
-    c.checkpoint_every = 50
-    c.keep_checkpoints = 2
     return c

@@ -249,6 +249,9 @@ def test_derived_recipes_start_from_s16():
     s16, s32 = load_config("llama2_7b_yarn_s16"), load_config("llama2_7b_yarn_s32")
     assert s32.num_steps == 200 and s32.model.rope.factor == 32.0
     assert s32.optim.to_dict() == s16.optim.to_dict() and s32.data.seq_len == s16.data.seq_len
+    s16_13b = load_config("llama2_13b_yarn_s16")
+    assert s16_13b.optim.to_dict() == s16.optim.to_dict() and s16_13b.data == s16.data
+    assert s16_13b.model.hf_config["num_hidden_layers"] == 40 and s16_13b.grad_accum == 4
     ntk = load_config("llama2_7b_8k_ablation", "ntk")
     assert ntk.data.seq_len == 8192 and ntk.model.rope.to_dict() == {
         "rope_type": "default",
