@@ -118,14 +118,18 @@ def write_perplexity(result: dict[str, Any], out_dir: pathlib.Path) -> list[str]
     return ["results.json", "results.csv", "report.txt", "perplexity.png"]
 
 
+def _figure(**kw):
+    """A matplotlib Figure that is not registered with pyplot: saving it needs no display and
+    leaves the caller's backend alone (a notebook keeps its inline plots)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
+
+
 def _plot_perplexity(result: dict[str, Any], path: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     summary = result["summary"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = _figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for m in dict.fromkeys(e["method"] for e in summary):
         pts = sorted((e["length"], e["ppl"]) for e in summary if e["method"] == m)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m)
@@ -141,7 +145,6 @@ def _plot_perplexity(result: dict[str, Any], path: pathlib.Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- passkey -------------------------------------------------------------------------------------
@@ -178,17 +181,14 @@ def write_passkey(result: dict[str, Any], out_dir: pathlib.Path) -> list[str]:
 
 
 def _plot_passkey(result: dict[str, Any], path: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     summary = result["summary"]
     methods = list(dict.fromkeys(e["method"] for e in summary))
     lengths = sorted({e["length"] for e in summary})
     depths = list(dict.fromkeys(e["depth"] for e in summary))
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods) + 1, 3.6), squeeze=False)
+    fig = _figure(figsize=(3.2 * len(methods) + 1, 3.6))
+    axes = fig.subplots(1, len(methods), squeeze=False)
     for ax, m in zip(axes[0], methods):
         grid = np.full((len(depths), len(lengths)), np.nan)
         for e in summary:
@@ -203,4 +203,3 @@ def _plot_passkey(result: dict[str, Any], path: pathlib.Path) -> None:
     axes[0][0].set_ylabel("key depth")
     fig.colorbar(im, ax=axes[0].tolist(), label="accuracy")
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
