@@ -52,26 +52,33 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB -> GB
 
 
-# SmolLM2-135M shapes, for the analytic FLOP count and the GEMM probe.
-D, M, V, N, K, H, LAYERS = 576, 1536, 49152, 9, 3, 64, 30
-GEMM = (4096, D, M)  # one MLP projection: the shape that dominates the non-attention work
+def _hf_config(folder) -> dict:
+    return json.loads((pathlib.Path(folder) / "config.json").read_text())
 
 
-def forward_flops(tokens: int) -> tuple[float, float]:
-    """(matmul FLOPs outside attention, causal attention FLOPs) of one forward pass."""
-    per_token = LAYERS * (D * N * H + 2 * D * K * H + N * H * D + 3 * D * M) + D * V
-    attn = LAYERS * 2 * N * H * tokens * (tokens + 1) / 2  # q.k and p.v over causal pairs
-    return 2.0 * per_token * tokens, 2.0 * attn
+def _gemm_shape(folder) -> tuple[int, int, int]:
+    """One MLP projection at 4096 tokens: the shape that dominates the non-attention work."""
+    cfg = _hf_config(folder)
+    return 4096, int(cfg["hidden_size"]), int(cfg["intermediate_size"])
 
 
-def _gemm_gflops(matmul) -> float:
-    """Best of 5 runs of `matmul()` (one GEMM of shape GEMM, already warmed up), in GFLOP/s."""
+def forward_flops(arch, tokens: int) -> tuple[float, float]:
+    """(matmul FLOPs outside attention, causal attention FLOPs) of one forward pass.
+
+    arch: `yarn_jax.train_lib.Arch` (the parameter count behind the training MFU).
+    """
+    attn = arch.L * 2 * arch.N * arch.H * tokens * (tokens + 1) / 2  # q.k and p.v, causal pairs
+    return 2.0 * arch.matmul_params() * tokens, 2.0 * attn
+
+
+def _gemm_gflops(matmul, shape) -> float:
+    """Best of 5 runs of `matmul()` (one GEMM of `shape`, already warmed up), in GFLOP/s."""
     best = float("inf")
     for _ in range(5):
         t0 = time.perf_counter()
         matmul()
         best = min(best, time.perf_counter() - t0)
-    m, k, n = GEMM
+    m, k, n = shape
     return 2 * m * k * n / best / 1e9
 
 
@@ -104,10 +111,11 @@ def worker_ours(folder: str, length: int, dtype: str) -> dict:
     peak = _peak_gb()
     checksum = float(jnp.mean(logits[0, -1]))
     del logits
-    a, b = jnp.ones(GEMM[:2], jnp.float32), jnp.ones(GEMM[1:], jnp.float32)
+    shape = _gemm_shape(folder)
+    a, b = jnp.ones(shape[:2], jnp.float32), jnp.ones(shape[1:], jnp.float32)
     mm = jax.jit(jnp.matmul)
     mm(a, b).block_until_ready()
-    gflops = _gemm_gflops(lambda: mm(a, b).block_until_ready())
+    gflops = _gemm_gflops(lambda: mm(a, b).block_until_ready(), shape)
     return {"seconds": seconds, "compile_s": compile_s, "peak_gb": peak, "loaded_gb": loaded,
             "checksum": checksum, "gemm_gflops": gflops}  # fmt: skip
 
@@ -128,9 +136,10 @@ def worker_hf(folder: str, length: int, dtype: str) -> dict:
         peak = _peak_gb()
         checksum = float(logits[0, -1].mean())
         del logits
-        a, b = torch.ones(GEMM[:2]), torch.ones(GEMM[1:])
+        shape = _gemm_shape(folder)
+        a, b = torch.ones(shape[:2]), torch.ones(shape[1:])
         a @ b
-        gflops = _gemm_gflops(lambda: a @ b)
+        gflops = _gemm_gflops(lambda: a @ b, shape)
     return {"seconds": seconds, "peak_gb": peak, "loaded_gb": loaded,
             "threads": torch.get_num_threads(), "attn": model.config._attn_implementation,
             "checksum": checksum, "gemm_gflops": gflops}  # fmt: skip
@@ -195,19 +204,22 @@ def main(argv=None) -> int:
             f"{fo:8.2f} / {fh:8.2f} | {ours['compile_s']:9.1f}",
             flush=True,
         )
-    print_floors(results)
+    print_floors(results, folder)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
 
 
-def print_floors(results: list[dict]) -> None:
+def print_floors(results: list[dict], folder: pathlib.Path) -> None:
     """What no implementation on this machine and framework can beat, from this run's numbers.
 
     time floor: every FLOP of the forward at this framework's measured GEMM rate (the probe
     shape is one MLP projection), with softmax, norms and memory traffic free.
     memory floor: RSS after loading (runtime + weights) + the float32 logits it must return.
     """
+    from yarn_jax.train_lib import Arch  # noqa: PLC0415
+
+    arch = Arch.from_hf(_hf_config(folder))
     print(
         "\nfloors (ratios to transformers' measured time / peak; the goal is 0.8):\n"
         f"{'tokens':>7} | {'TFLOP':>5} {'attn':>4} | {'GEMM GF/s ours/hf':>17} | "
@@ -218,10 +230,10 @@ def print_floors(results: list[dict]) -> None:
         ours, hf = r["ours"], r["hf"]
         if "error" in ours or "error" in hf:
             continue
-        dense, attn = forward_flops(r["tokens"])
+        dense, attn = forward_flops(arch, r["tokens"])
         total = dense + attn
         floor_s = total / (ours["gemm_gflops"] * 1e9)
-        floor_gb = ours["loaded_gb"] + r["tokens"] * V * 4 / 1e9
+        floor_gb = ours["loaded_gb"] + r["tokens"] * arch.V * 4 / 1e9
         print(
             f"{r['tokens']:>7} | {total / 1e12:5.2f} {attn / total:4.0%} | "
             f"{ours['gemm_gflops']:7.0f} / {hf['gemm_gflops']:7.0f} | "
