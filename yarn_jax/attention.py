@@ -61,9 +61,14 @@ def _visible(q_pos, k_pos, q_seg, k_seg, sliding_window, causal):
 def _xla(q_btnh, k_bskh, v_bskh, q_pos, k_pos, q_seg, k_seg, sliding_window, causal, scale):
     B, T, N, H = q_btnh.shape
     K = k_bskh.shape[2]
-    q_btkgh = q_btnh.reshape(B, T, K, N // K, H)
+    # Batch dims (b, k) leading and the contraction last, so XLA's CPU dot sees plain batched
+    # matmuls: measured with the heads in place (btkgh), SmolLM2 shapes at 512 tokens ran 3.6x
+    # slower (50 vs 14 ms per layer), same numbers.
+    q_bkgth = q_btnh.reshape(B, T, K, N // K, H).transpose(0, 2, 3, 1, 4)
+    k_bksh = k_bskh.transpose(0, 2, 1, 3)
+    v_bksh = v_bskh.transpose(0, 2, 1, 3)
     s_bkgts = jnp.einsum(
-        "btkgh,bskh->bkgts", q_btkgh, k_bskh, preferred_element_type=jnp.float32
+        "bkgth,bksh->bkgts", q_bkgth, k_bksh, preferred_element_type=jnp.float32
     ) * jnp.float32(scale)
     ok_b11ts = _visible(q_pos, k_pos, q_seg, k_seg, sliding_window, causal)[:, None, None]
     s_bkgts = jnp.where(ok_b11ts, s_bkgts, -jnp.inf)
@@ -71,11 +76,11 @@ def _xla(q_btnh, k_bskh, v_bskh, q_pos, k_pos, q_seg, k_seg, sliding_window, cau
     p_bkgts = jnp.exp(s_bkgts - jnp.where(jnp.isfinite(m), m, 0.0))
     l_bkgt1 = jnp.sum(p_bkgts, axis=-1, keepdims=True)
     p_bkgts = p_bkgts / jnp.where(l_bkgt1 == 0, 1.0, l_bkgt1)
-    o_btkgh = jnp.einsum(
-        "bkgts,bskh->btkgh", p_bkgts.astype(v_bskh.dtype), v_bskh,
+    o_bkgth = jnp.einsum(
+        "bkgts,bksh->bkgth", p_bkgts.astype(v_bksh.dtype), v_bksh,
         preferred_element_type=jnp.float32,
     )  # fmt: skip
-    return o_btkgh.reshape(B, T, N, H).astype(q_btnh.dtype)
+    return o_bkgth.transpose(0, 3, 1, 2, 4).reshape(B, T, N, H).astype(q_btnh.dtype)
 
 
 def _pad_to(x, axis, multiple, value=0):
