@@ -266,9 +266,10 @@ def test_ramp_shape_closed_form():
 
 def test_dynamic_methods_compile_once():
     traces = []
+    longrope = {"short_factor": (1.0,) * 32, "long_factor": (2.0,) * 32}
     cfgs = [
-        rope.RopeConfig(m, 1e4, 8.0, 512)
-        for m in ("dynamic_ntk", "dynamic_yarn", "dynamic_linear", "dynamic_ntk_by_parts")
+        rope.RopeConfig(m, 1e4, 8.0, 512, **(longrope if m == "longrope" else {}))
+        for m in sorted(rope.DYNAMIC_METHODS)
     ]
 
     @jax.jit
@@ -286,8 +287,10 @@ def test_dynamic_methods_compile_once():
         forward(x, jnp.int32(l)) for l in (10, 100, 511, 512, 513, 1000, 2048, 4097, 9000, 70000)
     ]
     assert len(traces) == 1
-    # and the length really changed the result
-    assert not np.allclose(np.asarray(results[0][0]), np.asarray(results[-1][0]))
+    # and the length really changed every method's result
+    for i, cfg in enumerate(cfgs):
+        short, long = np.asarray(results[0][i]), np.asarray(results[-1][i])
+        assert not np.allclose(short, long), cfg.rope_type
 
 
 # -- sin / cos / apply ------------------------------------------------------------------------

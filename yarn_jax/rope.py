@@ -383,17 +383,20 @@ def _keep_mask(cfg: RopeConfig, head_dim: int) -> np.ndarray:
     return (np.float32(1.0) - ramp).astype(np.float32)
 
 
-def _yarn_mscale(s: float, m: float = 1.0) -> float:
-    """YaRN eq. (22): sqrt(1/t) = 0.1 ln s + 1 (m scales the log for DeepSeek's variant)."""
-    return 1.0 if s <= 1 else 0.1 * m * math.log(s) + 1.0
+def _yarn_mscale(s, m: float = 1.0, log=math.log):
+    """YaRN eq. (22): sqrt(1/t) = 0.1 ln s + 1 (m scales the log for DeepSeek's variant).
+
+    s >= 1 always (factor is validated >= 1, dynamic s' = max(1, l / L)), so s = 1 gives 1.
+    `log=jnp.log` for a traced s (the dynamic methods)."""
+    return 0.1 * m * log(s) + 1.0
 
 
-def _yarn_attention_scale(cfg: RopeConfig, s: float) -> float:
+def _yarn_attention_scale(cfg: RopeConfig, s, log=math.log):
     if cfg.attention_factor is not None:
         return float(cfg.attention_factor)
     if cfg.mscale and cfg.mscale_all_dim:  # HF semantics: both needed, else the plain rule
-        return _yarn_mscale(s, cfg.mscale) / _yarn_mscale(s, cfg.mscale_all_dim)
-    return _yarn_mscale(s)
+        return _yarn_mscale(s, cfg.mscale, log) / _yarn_mscale(s, cfg.mscale_all_dim, log)
+    return _yarn_mscale(s, log=log)
 
 
 def _f32(x) -> jax.Array:
@@ -470,14 +473,8 @@ def _yarn(cfg, head_dim, seq_len):
 
 def _dynamic_yarn(cfg, head_dim, seq_len):
     s = _current_scale(cfg, seq_len)
-    if cfg.attention_factor is not None:
-        scale = _f32(cfg.attention_factor)
-    elif cfg.mscale and cfg.mscale_all_dim:
-        num = 0.1 * cfg.mscale * jnp.log(s) + 1.0
-        scale = num / (0.1 * cfg.mscale_all_dim * jnp.log(s) + 1.0)
-    else:
-        scale = jnp.float32(0.1) * jnp.log(s) + jnp.float32(1.0)  # = 1 at s' = 1
-    return _by_parts(cfg, head_dim, s), scale.astype(jnp.float32)
+    scale = jnp.asarray(_yarn_attention_scale(cfg, s, log=jnp.log), jnp.float32)
+    return _by_parts(cfg, head_dim, s), scale
 
 
 def _llama3(cfg, head_dim, seq_len):
