@@ -425,7 +425,7 @@ class Llama(nnx.Module):
 
     # -- pure forward (call these inside your own jit / grad) --------------------------------
 
-    def _context(self, positions_bt, segment_ids_bt, cache):
+    def _context(self, positions_bt, segment_ids_bt, cache, contiguous):
         cfg = self.cfg
         ctx: dict[str, Any] = {"q_pos": positions_bt, "q_seg": segment_ids_bt}
         if cache is None:
@@ -449,7 +449,8 @@ class Llama(nnx.Module):
         ctx["sin_q"], ctx["cos_q"] = rope_lib.sin_cos(positions_bt, inv_freq_f, scale)
         if cache is not None:
             ctx["sin_k"], ctx["cos_k"] = rope_lib.sin_cos(ctx["k_pos"], inv_freq_f, scale)
-        ctx["contiguous"] = False
+        # contiguous: the caller promises positions 0..T-1 (fused GPU/TPU kernels need it).
+        ctx["contiguous"] = contiguous and cache is None and segment_ids_bt is None
         return ctx
 
     def forward_hidden(self, ids_bt, positions_bt=None, segment_ids_bt=None, cache=None,
@@ -464,8 +465,7 @@ class Llama(nnx.Module):
             start = 0 if cache is None else cache["index"]
             positions_bt = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
         positions_bt = jnp.asarray(positions_bt, jnp.int32)
-        ctx = self._context(positions_bt, segment_ids_bt, cache)
-        ctx["contiguous"] = contiguous and cache is None and segment_ids_bt is None
+        ctx = self._context(positions_bt, segment_ids_bt, cache, contiguous)
         x_btd = self.embed(ids_bt, self.cfg.jnp_dtype)
         new_layers = []
         for i, block in enumerate(self.layers):
@@ -609,8 +609,8 @@ def rope_from_override(cfg: LlamaConfig, override: Mapping[str, Any]) -> rope_li
     d.setdefault("rope_theta", cfg.rope.rope_theta)
     rt = str(d.get("rope_type", d.get("type", "default")))
     try:
-        canonical = rope_lib.canonical_name({"dynamic": "dynamic_ntk"}.get(rt, rt))
-    except ValueError:
+        canonical = rope_lib.canonical_name(rt)
+    except ValueError:  # RopeConfig.from_hf below names the problem
         canonical = rt
     if canonical != "default" and "original_max_position_embeddings" not in d:
         d["original_max_position_embeddings"] = (
