@@ -12,7 +12,7 @@ Kernels (`impl`):
   "xla"      scores in one einsum; memory O(B·N·T·S). Fast for short inputs.
   "chunked"  online softmax (flash-attention style) over query and key blocks with `lax.scan`;
              memory O(B·N·(T + S)·H + blocks). Key blocks that are entirely in a query block's
-             future (or outside its window) are skipped at run time with `lax.cond`, so causal
+             future (or outside its window) are skipped at run time with `lax.switch`, so causal
              attention costs about half of "xla". The forward writes each query block's
              output over that block of q (no separate output buffer); gradients (custom VJP)
              rematerialise each query block, so they are linear in memory too.
@@ -278,7 +278,7 @@ def choose_impl(impl, *, B, T, S, N, contiguous, dtype=None, head_dim=64, platfo
     if impl != "auto":
         return impl
     platform = platform or _platform()
-    # cuDNN's fused attention takes 16-bit inputs and head dims up to 128 (multiples of 8).
+    # cuDNN's fused attention takes 16-bit inputs and head dims up to 256 (multiples of 8).
     cudnn_ok = (dtype is None or jnp.dtype(dtype).itemsize == 2) and head_dim in range(8, 257, 8)
     if platform == "gpu" and contiguous and T == S and cudnn_ok:
         return "cudnn"
@@ -346,9 +346,8 @@ def attention(
         return _xla(q_btnh, k_bskh, v_bskh, q_pos, k_pos, q_segment_ids, k_segment_ids,
                     sliding_window, causal, scale)  # fmt: skip
     if chosen == "chunked":
-        fn = functools.partial(_chunked, block_q=block_q, block_k=block_k)
-        return fn(q_btnh, k_bskh, v_bskh, q_pos, k_pos, q_segment_ids, k_segment_ids,
-                  sliding_window, causal, scale)  # fmt: skip
+        return _chunked(q_btnh, k_bskh, v_bskh, q_pos, k_pos, q_segment_ids, k_segment_ids,
+                        sliding_window, causal, scale, block_q, block_k)  # fmt: skip
     if chosen == "cudnn":
         return _cudnn(q_btnh, k_bskh, v_bskh, sliding_window, scale)
     return _splash(q_btnh, k_bskh, v_bskh, sliding_window, scale)
