@@ -1,5 +1,7 @@
 """Data pipeline: files -> documents -> BOS/EOS-bookended packed chunks -> seeded batches."""
 
+import bz2
+import gzip
 import json
 
 import numpy as np
@@ -101,6 +103,29 @@ def test_directory_skips_dotfiles_and_rejects_mixed_formats(tmp_path, jsonl):
     with pytest.raises(ValueError, match=r"mixes formats \['json', 'text'\].*a glob such as"):
         data.load_documents(str(d))
     assert data.load_documents(str(d / "*.jsonl"))["text"] == DOCS
+
+
+def test_compressed_json_and_text_are_decompressed(tmp_path, jsonl):
+    gz = tmp_path / "d.jsonl.gz"
+    gz.write_bytes(gzip.compress(jsonl.read_bytes()))
+    assert data.load_documents(str(gz))["text"] == DOCS  # records, not one text document
+    for i, d in enumerate(DOCS):
+        (tmp_path / f"doc{i}.txt.bz2").write_bytes(bz2.compress(d.encode()))
+    assert sorted(data.load_documents(str(tmp_path / "doc*.txt.bz2"))["text"]) == sorted(DOCS)
+
+
+def test_unknown_extension_is_refused(tmp_path, jsonl):
+    csv = tmp_path / "d.csv"
+    csv.write_text("text,id\nhello,0\n")
+    with pytest.raises(ValueError, match=r"(?s)d\.csv.*'\.csv'.*data\.format.*convert"):
+        data.load_documents(str(csv))
+    data.load_documents(str(jsonl)).to_parquet(str(tmp_path / "p.parquet"))
+    pq_gz = tmp_path / "p.parquet.gz"
+    pq_gz.write_bytes(gzip.compress((tmp_path / "p.parquet").read_bytes()))
+    with pytest.raises(ValueError, match=r"p\.parquet\.gz.*'\.parquet\.gz'"):
+        data.load_documents(str(pq_gz))
+    # an explicit data.format still reads any file
+    assert data.load_documents(str(csv), data_format="text")["text"] == ["text,id\nhello,0\n"]
 
 
 def _chunks(n, t=4):

@@ -16,8 +16,10 @@ import numpy as np
 
 _TEXT_EXT = {".txt", ".text", ".md", ".rst", ".py", ".c", ".h", ""}
 _FORMATS = {"text", "json", "parquet"}
+# text/json files compressed with these are decompressed by the `datasets` loader
+_COMPRESSED_EXT = {".gz", ".bz2", ".xz"}
 # extensions that mark a data.source string as a local path (not a hub dataset name)
-_PATH_EXT = _TEXT_EXT - {""} | {".jsonl", ".json", ".parquet", ".csv", ".gz", ".arrow"}
+_PATH_EXT = _TEXT_EXT - {""} | _COMPRESSED_EXT | {".jsonl", ".json", ".parquet", ".csv", ".arrow"}
 
 
 class ByteTokenizer:
@@ -89,12 +91,26 @@ def _expand(source: str | Sequence[str]) -> list[str] | None:
 
 
 def _format_of(path: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
+    """The format ("json", "parquet" or "text") of a file from its extension; text and json
+    files may also end in .gz/.bz2/.xz. Raises ValueError for any other extension."""
+    stem, ext = os.path.splitext(path.lower())
+    suffix = ext
+    if ext in _COMPRESSED_EXT:
+        ext = os.path.splitext(stem)[1]
+        suffix = ext + suffix
     if ext in (".jsonl", ".json"):
         return "json"
-    if ext == ".parquet":
+    if ext == ".parquet" and suffix == ext:
         return "parquet"
-    return "text"
+    if ext in _TEXT_EXT:
+        return "text"
+    raise ValueError(
+        f"data.source file {path!r}: unknown data format for extension {suffix!r} (known: "
+        f"text {sorted(_TEXT_EXT - {''})} or no extension, json .json/.jsonl, parquet .parquet; "
+        f"text/json may be compressed {sorted(_COMPRESSED_EXT)}). Set data.format to 'text', "
+        "'json' or 'parquet' to read it as that, or convert the file (e.g. CSV/Arrow to .jsonl "
+        "or .parquet)."
+    )
 
 
 def load_documents(
@@ -109,7 +125,8 @@ def load_documents(
     """A `datasets.Dataset` with one document per row in column `text_key`.
 
     `source`: local files (paths, globs, a directory; .txt and other text files are one document
-    each, .jsonl/.json and .parquet one per record), "python_stdlib" (CPython's own sources),
+    each, .jsonl/.json and .parquet one per record; text/json may be .gz/.bz2/.xz-compressed;
+    other extensions need an explicit `data_format`), "python_stdlib" (CPython's own sources),
     or a hub dataset name (needs a reachable hub).
     """
     import datasets
