@@ -78,6 +78,15 @@ def test_loss_chunk_remainder_never_builds_full_logits():
     assert (2, 24, 258) in got and (2, 16, 258) in got  # full chunks, then the remainder
 
 
+def test_rope_override_without_original_length_uses_the_model_context():
+    cfg = _tiny_cfg()
+    cfg.model.rope = {"rope_type": "yarn", "factor": 2.0}  # no original_max_position_embeddings
+    _, lcfg = tl.build_model(cfg, abstract=True)
+    assert lcfg.rope.rope_type == "yarn" and lcfg.rope.factor == 2.0
+    assert lcfg.rope.original_max_position_embeddings == lcfg.max_position_embeddings == 256
+    assert lcfg.rope.rope_theta == 10000.0
+
+
 def test_adamw_step_matches_closed_form():
     cfg = _tiny_cfg()
     cfg.optim.lr = 1e-3

@@ -302,8 +302,8 @@ def _remat_subclass(cls: type, policy: str) -> type:
 def next_token_loss(model, ids_bt: jax.Array, loss_chunk: int = 0) -> jax.Array:
     """Mean next-token cross-entropy (float32) over B*(T-1) predictions.
 
-    Uses model.hidden + model.logits_from_hidden in chunks of `loss_chunk` positions (each
-    chunk rematerialised) when the model offers them, so [B, T, V] logits never exist at once.
+    Projects model.forward_hidden's states with model.forward_logits in chunks of `loss_chunk`
+    positions (each chunk rematerialised), so [B, T, V] logits never exist at once.
     """
     b, t = ids_bt.shape
     tgt_bt = jnp.concatenate([ids_bt[:, 1:], jnp.zeros((b, 1), ids_bt.dtype)], axis=1)
@@ -315,15 +315,8 @@ def next_token_loss(model, ids_bt: jax.Array, loss_chunk: int = 0) -> jax.Array:
         return jax.nn.logsumexp(logits_btv, axis=-1) - picked
 
     # forward_hidden / forward_logits are the model's pure (un-jitted) halves.
-    hidden = getattr(model, "forward_hidden", None) or getattr(model, "hidden", None)
-    to_logits = getattr(model, "forward_logits", None) or getattr(model, "logits_from_hidden", None)
-    if hidden is None or to_logits is None:
-        return _masked_mean(nll(model(ids_bt), tgt_bt), mask_bt)
-    if hasattr(model, "forward_hidden"):
-        # positions are 0..T-1 in every row: lets "auto" pick the fused cuDNN / splash kernel
-        h_btd = model.forward_hidden(ids_bt, contiguous=True)
-    else:
-        h_btd = hidden(ids_bt)
+    # positions are 0..T-1 in every row: lets "auto" pick the fused cuDNN / splash kernel
+    h_btd = model.forward_hidden(ids_bt, contiguous=True)
     if loss_chunk and t > loss_chunk:
         # n full chunks via lax.map, then a remainder chunk (< loss_chunk) if T is not a
         # multiple: at most [B, loss_chunk, V] logits exist at once, as estimate_memory assumes.
@@ -333,7 +326,7 @@ def next_token_loss(model, ids_bt: jax.Array, loss_chunk: int = 0) -> jax.Array:
         @jax.checkpoint
         def chunk(args):
             h, tgt = args
-            return nll(to_logits(h), tgt)
+            return nll(model.forward_logits(h), tgt)
 
         h_nbcd = h_btd[:, :head].reshape(b, n, loss_chunk, -1).swapaxes(0, 1)
         tgt_nbc = tgt_bt[:, :head].reshape(b, n, loss_chunk).swapaxes(0, 1)
@@ -342,7 +335,7 @@ def next_token_loss(model, ids_bt: jax.Array, loss_chunk: int = 0) -> jax.Array:
             tail_bt = chunk((h_btd[:, head:], tgt_bt[:, head:]))
             nll_bt = jnp.concatenate([nll_bt, tail_bt], axis=1)
     else:
-        nll_bt = nll(to_logits(h_btd), tgt_bt)
+        nll_bt = nll(model.forward_logits(h_btd), tgt_bt)
     return _masked_mean(nll_bt, mask_bt)
 
 
@@ -625,14 +618,13 @@ def _hf_arch_dict(cfg) -> dict:
     return _to_dict(cfg.model.hf_config)
 
 
-def rope_config_for(cfg, base_theta: float):
-    """The RopeConfig the run trains with, or None to keep the checkpoint's."""
-    from yarn_jax import rope
+def rope_config_for(cfg, lcfg):
+    """The RopeConfig the run trains with, or None to keep the checkpoint's. rope_theta and
+    original_max_position_embeddings default to the model's, as in from_pretrained."""
+    from yarn_jax import model as model_lib
 
     r = _to_dict(cfg.model.rope)
-    if not r:
-        return None
-    return rope.RopeConfig.from_hf({"rope_theta": base_theta, **r})
+    return model_lib.rope_from_override(lcfg, r) if r else None
 
 
 def _model_config_of(model):
@@ -654,14 +646,13 @@ def build_model(cfg, abstract: bool = False, mesh=None):
         if not hf:
             raise ValueError("model.init='random' needs model.hf_config (HF config.json keys)")
         lcfg = model_lib.LlamaConfig.from_hf(hf)
-        rc = rope_config_for(cfg, lcfg.rope.rope_theta)
+        rc = rope_config_for(cfg, lcfg)
         repl = {"dtype": compute.name, "param_dtype": "float32"}
         if rc is not None:
             repl["rope"] = rc
         if cfg.model.attention_impl != "auto":
             repl["attention_impl"] = cfg.model.attention_impl
-        fields = {f.name for f in dataclasses.fields(lcfg)}
-        lcfg = dataclasses.replace(lcfg, **{k: v for k, v in repl.items() if k in fields})
+        lcfg = dataclasses.replace(lcfg, **repl)
 
         def make():
             with nnx.use_eager_sharding(False):
@@ -676,7 +667,7 @@ def build_model(cfg, abstract: bool = False, mesh=None):
         model = yarn_jax.from_pretrained(path, dtype="float32", mesh=mesh)
         lcfg = _model_config_of(model)
         changes = {"dtype": compute.name, "param_dtype": "float32"}
-        rc = rope_config_for(cfg, lcfg.rope.rope_theta)
+        rc = rope_config_for(cfg, lcfg)
         if rc is not None:
             changes["rope"] = rc
         if cfg.model.attention_impl != "auto":
