@@ -63,7 +63,7 @@ SCRIPT = textwrap.dedent(
     for d, f, t, accum in [(8, 1, 1, 1), (1, 4, 2, 1), (2, 2, 2, 1), (2, 2, 2, 2)]:
         losses, params, info = run(shd.make_mesh(d, f, t), accum)
         diff = max(float(np.max(np.abs(params[k] - ref_params[k]))) for k in params)
-        moved = max(float(np.max(np.abs(ref_params[k] - state0["params"][k]))) for k in params)
+        moved = max(float(np.max(np.abs(params[k] - state0["params"][k]))) for k in params)
         out["runs"][f"{d},{f},{t},{accum}"] = dict(losses=losses, param_diff=diff,
                                                    moved=moved, **info)
     print("RESULT " + json.dumps(out))

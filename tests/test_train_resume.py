@@ -117,8 +117,11 @@ def runs(tmp_path_factory):
     pd = _start(tmp / "d", source, "--config.model.remat_policy=full")
     res["b_resume"] = pb2.communicate(timeout=600)
     assert pb2.returncode == 0, res["b_resume"][1][-3000:]
-    res["corrupt"] = (pc2.wait(timeout=600), *pc2.communicate())
-    res["bad_flag"] = (pd.wait(timeout=600), *pd.communicate())
+    # communicate() drains stdout/stderr while waiting: wait() could block on a full pipe
+    out, err = pc2.communicate(timeout=600)
+    res["corrupt"] = (pc2.returncode, out, err)
+    out, err = pd.communicate(timeout=600)
+    res["bad_flag"] = (pd.returncode, out, err)
     return res
 
 
