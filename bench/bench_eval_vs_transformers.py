@@ -33,6 +33,7 @@ def main(path: str) -> int:
     from yarn_jax import rope
     from yarn_jax.convert.gguf import read_gguf
     from yarn_jax.evals import documents
+    from yarn_jax.model import LlamaConfig
 
     torch.set_num_threads(2)
     res = json.loads(open(path).read())
@@ -54,13 +55,18 @@ def main(path: str) -> int:
     for method, rcfg in st["rope"].items():
         cfg = rope.RopeConfig(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in rcfg.items()})  # fmt: skip
-        conf = {k: v for k, v in hf_cfg.items() if k not in ("rope_scaling", "rope_parameters")}
-        conf.update(cfg.to_hf("v5", head_dim=conf.get("head_dim")))
-        conf["max_position_embeddings"] = max(
-            conf.get("max_position_embeddings") or 0, hf_cfg["max_position_embeddings"]
+        # The config our export would write (architecture, rope, max_position_embeddings).
+        conf = LlamaConfig.from_hf(hf_cfg).replace(rope=cfg).to_hf("v5")
+        model = transformers.AutoModelForCausalLM.from_config(
+            transformers.AutoConfig.for_model(**conf)
         )
-        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**conf))
-        model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        allowed = {"lm_head.weight"} if conf.get("tie_word_embeddings") else set()
+        if set(missing) - allowed or unexpected:
+            raise SystemExit(
+                f"{model_path}: weights do not fit transformers' {type(model).__name__}: "
+                f"missing {sorted(set(missing) - allowed)}, unexpected {sorted(unexpected)}"
+            )
         model.eval()
         for row in res["rows"]:
             if row["method"] != method:

@@ -82,10 +82,11 @@ def _gemm_gflops(matmul, shape) -> float:
     return 2 * m * k * n / best / 1e9
 
 
-def _ids(length: int):
+def _ids(folder, length: int):
     import numpy as np  # noqa: PLC0415
 
-    return np.random.default_rng(0).integers(0, 49152, (1, length)).astype("int32")
+    vocab = int(_hf_config(folder)["vocab_size"])
+    return np.random.default_rng(0).integers(0, vocab, (1, length)).astype("int32")
 
 
 def worker_ours(folder: str, length: int, dtype: str) -> dict:
@@ -97,7 +98,7 @@ def worker_ours(folder: str, length: int, dtype: str) -> dict:
     from yarn_jax import model as model_lib  # noqa: PLC0415
 
     model = yarn_jax.from_pretrained(folder, dtype=dtype)
-    ids = jnp.asarray(_ids(length))
+    ids = jnp.asarray(_ids(folder, length))
     graphdef, state = nnx.split(model)
     loaded = _rss_gb()
     t0 = time.perf_counter()
@@ -126,7 +127,7 @@ def worker_hf(folder: str, length: int, dtype: str) -> dict:
 
     tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=tdtype).eval()
-    ids = torch.tensor(_ids(length), dtype=torch.long)
+    ids = torch.tensor(_ids(folder, length), dtype=torch.long)
     with torch.no_grad():
         model(ids[:, :128])
         loaded = _rss_gb()

@@ -100,7 +100,9 @@ def main():
             rec = bench(cfg, args.steps)
             rec["estimate_gib"] = est / 2**30
             stats = jax.devices()[0].memory_stats() or {}
-            rec["peak_mem_gib"] = stats.get("peak_bytes_in_use", 0) / 2**30
+            # Counted from process start (clear_caches does not reset it): the largest peak of
+            # this row and every row before it.
+            rec["peak_mem_gib_so_far"] = stats.get("peak_bytes_in_use", 0) / 2**30
         except Exception as e:  # noqa: BLE001 - OOM or compile failure: record, go on
             rec["error"] = f"{type(e).__name__}: {str(e)[:400]}"
         line = json.dumps(rec)
