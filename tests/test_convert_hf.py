@@ -131,6 +131,8 @@ def test_import_onto_a_mesh(tmp_path):
     ours = yarn_jax.from_pretrained(tmp_path, mesh=mesh)
     w = ours.layers[0].attn.q_proj[...]
     assert isinstance(w.sharding, jax.sharding.NamedSharding) and w.sharding.mesh == mesh
+    plain = yarn_jax.from_pretrained(tmp_path)
+    np.testing.assert_allclose(np.asarray(ours(IDS)), np.asarray(plain(IDS)), atol=1e-5, rtol=0)
 
 
 def _tiny_tokenizer():
@@ -161,6 +163,25 @@ def _empty(tmp_path):
     p = tmp_path / "empty"
     p.mkdir()
     return p
+
+
+def test_cli_inspect_reads_only_the_config(tmp_path, capsys, monkeypatch):
+    """`inspect` prints the config and rope table without loading (dequantizing) weights."""
+    from yarn_jax import api, rope
+
+    _hf().save_pretrained(tmp_path)
+    cfg = yarn_jax.from_pretrained(tmp_path).cfg
+    expected = json.dumps(cfg.to_hf(), indent=2, sort_keys=True)
+    expected += f"\n{rope.describe(cfg.rope, cfg.head_dim)}\n"
+
+    def no_weights(*a, **k):
+        raise AssertionError("inspect loaded the weights")
+
+    monkeypatch.setattr(api, "from_pretrained", no_weights)
+    monkeypatch.setattr(hf_convert, "load_params", no_weights)
+    assert cli_main(["inspect", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == expected
+    assert api.load_config(tmp_path) == cfg
 
 
 def test_cli_help_and_import(tmp_path):

@@ -144,3 +144,42 @@ def test_gguf_without_tokenizer(tmp_path):
     write_llama_gguf(path, _hf_weights())
     with pytest.raises(ValueError, match="no tokenizer in this GGUF"):
         load_tokenizer(path)
+
+
+def _tiny_tokenizer_json(folder: pathlib.Path) -> pathlib.Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<s>": 0, "</s>": 1, "<unk>": 2, "hello": 3, "world": 4}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(folder / "tokenizer.json"))
+    return folder / "tokenizer.json"
+
+
+def test_api_load_tokenizer_accepts_what_the_loader_accepts(tmp_path):
+    import yarn_jax
+
+    path = _tiny_tokenizer_json(tmp_path / "tok")
+    assert yarn_jax.load_tokenizer(path).encode("hello world") == [3, 4]  # a tokenizer.json
+    assert yarn_jax.load_tokenizer(path.parent).encode("world hello") == [4, 3]  # its folder
+
+
+def test_api_load_tokenizer_errors_name_the_path(tmp_path):
+    import yarn_jax
+
+    missing = tmp_path / "nowhere" / "tokenizer.json"
+    with pytest.raises(FileNotFoundError, match="no such file or folder") as e:
+        yarn_jax.load_tokenizer(missing)
+    assert str(missing) in str(e.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no tokenizer files"):
+        yarn_jax.load_tokenizer(tmp_path / "empty")
+
+
+def test_api_load_tokenizer_gguf_without_suffix(smollm2_gguf, ours, tmp_path):
+    import yarn_jax
+
+    link = tmp_path / "smollm2-model"  # a GGUF under a name without .gguf (as hub caches store)
+    link.symlink_to(smollm2_gguf)
+    assert yarn_jax.load_tokenizer(link).encode("hello 12") == ours.encode("hello 12")

@@ -1,4 +1,4 @@
-"""Public entry points: from_pretrained, save_pretrained, load_tokenizer.
+"""Public entry points: from_pretrained, save_pretrained, load_tokenizer, load_config.
 
 model = yarn_jax.from_pretrained("SmolLM2.gguf" or "hf_folder", rope_scaling={...})
 logits = model(ids)                      # [B, T] -> [B, T, V] float32
@@ -20,9 +20,9 @@ from jax.sharding import Mesh, NamedSharding
 
 from yarn_jax import rope as rope_lib
 from yarn_jax.convert import hf as hf_convert
-from yarn_jax.model import Llama, LlamaConfig, rope_from_override, with_rope
+from yarn_jax.model import Llama, LlamaConfig, with_rope
 
-__all__ = ["from_pretrained", "load_tokenizer", "save_pretrained"]
+__all__ = ["from_pretrained", "load_config", "load_tokenizer", "save_pretrained"]
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -56,6 +56,38 @@ def _placer(mesh: Mesh | None):
     return place
 
 
+def _open_config(p: pathlib.Path, **kw):
+    """(LlamaConfig, the opened GGUFCheckpoint or None for an HF folder); reads no tensors."""
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file or folder (expected an HF folder or a .gguf)")
+    if _is_gguf(p):
+        from yarn_jax.convert.gguf import read_gguf  # noqa: PLC0415
+
+        ckpt = read_gguf(p)
+        return LlamaConfig.from_hf(ckpt.hf_config, source=str(p), **kw), ckpt
+    if p.is_dir():
+        cfg = LlamaConfig.from_hf(
+            hf_convert.load_hf_config(p), source=str(p / hf_convert.CONFIG_FILE), **kw
+        )
+        return cfg, None
+    raise ValueError(f"{p}: not a model folder and not a .gguf file")
+
+
+def load_config(
+    path: str | os.PathLike,
+    dtype: str = "float32",
+    *,
+    param_dtype: str | None = None,
+    attention_impl: str = "auto",
+) -> LlamaConfig:
+    """The LlamaConfig `from_pretrained(path)` would build, without reading any weights
+    (an HF folder's config.json, or a .gguf's metadata)."""
+    cfg, _ = _open_config(
+        pathlib.Path(path), dtype=dtype, param_dtype=param_dtype, attention_impl=attention_impl
+    )
+    return cfg
+
+
 def from_pretrained(
     path: str | os.PathLike,
     rope_scaling: Mapping[str, Any] | rope_lib.RopeConfig | None = None,
@@ -78,31 +110,14 @@ def from_pretrained(
     Returns: a Llama; `model(ids)` gives float32 logits.
     """
     p = pathlib.Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such file or folder (expected an HF folder or a .gguf)")
+    cfg, ckpt = _open_config(p, dtype=dtype, param_dtype=param_dtype, attention_impl=attention_impl)
     place = _placer(mesh)
-    if _is_gguf(p):
-        from yarn_jax.convert.gguf import read_gguf  # noqa: PLC0415
-
-        ckpt = read_gguf(p)
-        cfg = LlamaConfig.from_hf(
-            ckpt.hf_config, dtype=dtype, param_dtype=param_dtype, attention_impl=attention_impl,
-            source=str(p),
-        )  # fmt: skip
+    if ckpt is not None:  # GGUF
         model = hf_convert.hf_to_params(cfg, ckpt.tensors(), source=str(p), place=place)
-    elif p.is_dir():
-        cfg = LlamaConfig.from_hf(
-            hf_convert.load_hf_config(p), dtype=dtype, param_dtype=param_dtype,
-            attention_impl=attention_impl, source=str(p / hf_convert.CONFIG_FILE),
-        )  # fmt: skip
-        model = hf_convert.load_params(p, cfg, place=place)
     else:
-        raise ValueError(f"{p}: not a model folder and not a .gguf file")
+        model = hf_convert.load_params(p, cfg, place=place)
     if rope_scaling is not None:
-        rc = rope_scaling
-        if not isinstance(rc, rope_lib.RopeConfig):
-            rc = rope_from_override(model.cfg, rc)
-        model = with_rope(model, rc)
+        model = with_rope(model, rope_scaling)  # a RopeConfig or an HF rope dict
     _SOURCES[id(model)] = (weakref.ref(model), str(p))
     return model
 
@@ -161,14 +176,18 @@ def save_pretrained(
 
 
 def load_tokenizer(path: str | os.PathLike):
-    """The checkpoint's tokenizer (an HF folder's tokenizer files, or a .gguf's embedded
-    vocabulary) as `yarn_jax.convert.tokenizer.Tokenizer`: encode(str) -> list[int] without
-    special tokens unless asked, decode(ids) -> str, bos/eos_token_id, save_pretrained(dir)."""
+    """The checkpoint's tokenizer (an HF folder's tokenizer files, a tokenizer.json file, or a
+    GGUF's embedded vocabulary, with or without the .gguf suffix) as
+    `yarn_jax.convert.tokenizer.Tokenizer`: encode(str) -> list[int] without special tokens
+    unless asked, decode(ids) -> str, bos/eos_token_id, save_pretrained(dir)."""
     from yarn_jax.convert import tokenizer as tokenizer_lib  # noqa: PLC0415
 
     p = pathlib.Path(path)
-    if not _is_gguf(p) and not p.is_dir():
-        raise FileNotFoundError(f"{p}: no such model folder or .gguf file")
+    if not p.exists():
+        raise FileNotFoundError(
+            f"{p}: no such file or folder (expected an HF model folder, a tokenizer.json or a "
+            ".gguf file)"
+        )
     if p.is_dir() and not any((p / n).is_file() for n in TOKENIZER_FILES):
         raise FileNotFoundError(f"{p}: no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...)")
     return tokenizer_lib.load_tokenizer(p)

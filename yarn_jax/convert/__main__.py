@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from yarn_jax import api, rope  # noqa: PLC0415 - keep --help fast
 
     if args.command == "inspect":
-        model = api.from_pretrained(args.source)
-        print(json.dumps(model.cfg.to_hf(), indent=2, sort_keys=True))
-        print(rope.describe(model.cfg.rope, model.cfg.head_dim))
+        cfg = api.load_config(args.source)  # the config only: no weights read or dequantized
+        print(json.dumps(cfg.to_hf(), indent=2, sort_keys=True))
+        print(rope.describe(cfg.rope, cfg.head_dim))
         return 0
     override = None
     if args.rope:
