@@ -44,7 +44,7 @@ def main(path: str) -> int:
     tok = yarn_jax.load_tokenizer(model_path)
     names = {d["name"] for d in st["documents"]}
     docs = [d for d in documents.bundled_documents() if d.name in names]
-    ids = {d.name: np.asarray(documents._encode(tok, d.text)) for d in docs}
+    ids = {d.name: np.asarray(documents.encode_ids(tok, d.text)) for d in docs}
     if model_path.endswith(".gguf"):
         ck = read_gguf(model_path)
         hf_cfg, state = dict(ck.hf_config), {k: torch.from_numpy(v) for k, v in ck.tensors()}

@@ -60,6 +60,28 @@ def test_end_to_end_perplexity_and_passkey(tiny, tmp_path, capsys):
     assert "Passkey retrieval accuracy" in stdout
 
 
+def test_tokenizer_flag_replaces_the_models_tokenizer(tiny, tmp_path, capsys):
+    """--tokenizer X: the model's own tokenizer is not loaded (its folder may have none)."""
+    root, folder = tiny
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bare / name).write_bytes((folder / name).read_bytes())
+    out = tmp_path / "out"
+    rc, stdout, err = _run(["--model", str(bare), "--tokenizer", str(folder), "--data",
+                            str(root / "doc2.txt"), "--lengths", "64", "--truncate", "--method",
+                            "default", "--output-dir", str(out)], capsys)  # fmt: skip
+    assert rc == 0, err
+    res = json.loads((out / "results.json").read_text())
+    n_bytes = len((root / "doc2.txt").read_bytes())  # byte-level tokenizer: one token per byte
+    assert res["settings"]["documents"][0]["tokens"] == n_bytes
+    _bad(["--model", str(bare), "--data", str(root / "doc2.txt"), "--lengths", "64"], capsys,
+         tmp_path / "o", "could not load its tokenizer")  # fmt: skip
+    _bad(["--model", str(folder), "--tokenizer", str(tmp_path / "nope"), "--data",
+          str(root / "doc2.txt"), "--lengths", "64"], capsys, tmp_path / "o2",
+         "--tokenizer")  # fmt: skip
+
+
 def _bad(args, capsys, out, match):
     rc, stdout, err = _run([*args, "--output-dir", str(out)], capsys)
     assert rc == 2

@@ -173,11 +173,13 @@ def tokenize(docs: Sequence[Document], tokenizer, progress: bool = True) -> list
     from tqdm.auto import tqdm
 
     for doc in tqdm(docs, desc="tokenizing", unit="doc", disable=not progress):
-        doc.ids = np.asarray(_encode(tokenizer, doc.text), np.int32)
+        doc.ids = np.asarray(encode_ids(tokenizer, doc.text), np.int32)
     return list(docs)
 
 
-def _encode(tokenizer, text: str) -> list[int]:
-    # The tokenizer's own default (a BOS where the model's tokenizer adds one; SmolLM2 adds none).
+def encode_ids(tokenizer, text: str) -> list[int]:
+    """`text` as a list of token ids, encoded once: accepts a tokenizer whose encode returns a
+    list or an object with `.ids` (tokenizers.Encoding). The tokenizer's own default special
+    tokens (a BOS where the model's tokenizer adds one; SmolLM2 adds none)."""
     ids = tokenizer.encode(text)
     return list(getattr(ids, "ids", ids))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -147,8 +148,11 @@ def _resolve_model_path(model: str | None, progress: bool) -> str:
         ) from None
 
 
-def load_model(path: str, dtype: str, progress: bool):
-    """(model, tokenizer) with a progress bar; any loading failure becomes one EvalError."""
+def load_model(path: str, dtype: str, progress: bool, tokenizer_path: str | None = None):
+    """(model, tokenizer) with a progress bar; any loading failure becomes one EvalError.
+
+    The tokenizer comes from `tokenizer_path` when given (the model's own is then not loaded,
+    so a model folder without tokenizer files works), else from the model at `path`."""
     from tqdm.auto import tqdm
 
     import yarn_jax
@@ -167,8 +171,10 @@ def load_model(path: str, dtype: str, progress: bool):
         bar.update(1)
         bar.set_postfix_str("tokenizer")
         try:
-            tokenizer = yarn_jax.load_tokenizer(path)
+            tokenizer = yarn_jax.load_tokenizer(tokenizer_path or path)
         except Exception as e:
+            if tokenizer_path:
+                raise EvalError(f"--tokenizer {tokenizer_path}: could not load it ({e})") from None
             raise EvalError(f"--model {path}: could not load its tokenizer ({e})") from None
         bar.update(1)
     return model, tokenizer
@@ -242,11 +248,7 @@ def run(cfg: EvalConfig, stream=None) -> dict[str, Any]:
     if cfg.task == "perplexity":
         docs = docs_lib.load_documents(cfg.data, cfg.documents, cfg.text_field, cfg.split)
     model_path = _resolve_model_path(cfg.model, cfg.progress)
-    model, tokenizer = load_model(model_path, cfg.dtype, cfg.progress)
-    if cfg.tokenizer:
-        import yarn_jax
-
-        tokenizer = yarn_jax.load_tokenizer(cfg.tokenizer)
+    model, tokenizer = load_model(model_path, cfg.dtype, cfg.progress, cfg.tokenizer)
     model_cfg = model.cfg
     ropes = {m: method_rope(model_cfg, m, rope) for m in methods}
     settings = _settings(cfg, model_path, model_cfg, methods, ropes)
@@ -308,6 +310,7 @@ def _run_perplexity(cfg, models, ropes, model_cfg, docs, tokenizer, settings) ->
 def _run_passkey(cfg, models, tokenizer, settings) -> dict[str, Any]:
     import numpy as np
 
+    from yarn_jax.evals import documents as docs_lib
     from yarn_jax.evals import passkey
     from yarn_jax.generation import generate
 
@@ -318,7 +321,7 @@ def _run_passkey(cfg, models, tokenizer, settings) -> dict[str, Any]:
 
         return gen
 
-    encode = lambda s: list(getattr(tokenizer.encode(s), "ids", tokenizer.encode(s)))  # noqa: E731
+    encode = functools.partial(docs_lib.encode_ids, tokenizer)  # each string encoded once
     result = passkey.evaluate_passkey(
         {m: gen_for(mod) for m, mod in models.items()}, encode, tokenizer.decode, cfg.lengths,
         cfg.depths, cfg.trials, cfg.seed, cfg.progress,
