@@ -186,18 +186,22 @@ def load_hf_config(folder: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: not valid JSON ({e}); re-download or fix the file") from e
 
 
+def _index_shards(index: pathlib.Path, kind: str) -> list[pathlib.Path]:
+    """The shard files a `*.index.json` names (sorted, each once); errors name the index."""
+    try:
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{index}: not a valid {kind} index ({e!r})") from e
+    missing = [f for f in files if not (index.parent / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{index} names shard files that do not exist: {missing}")
+    return [index.parent / f for f in files]
+
+
 def _safetensors_files(folder: pathlib.Path) -> list[pathlib.Path] | None:
     index = folder / SAFETENSORS_INDEX
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{index}: not a valid safetensors index ({e!r})") from e
-        files = sorted(set(weight_map.values()))
-        missing = [f for f in files if not (folder / f).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{index} names shard files that do not exist: {missing}")
-        return [folder / f for f in files]
+        return _index_shards(index, "safetensors")
     single = folder / SAFETENSORS_FILE
     if single.is_file():
         return [single]
@@ -268,14 +272,7 @@ def iter_hf_folder(folder: str | os.PathLike) -> tuple[str, Iterator[tuple[str, 
         return ", ".join(str(p) for p in st), gen()
     index = folder / BIN_INDEX
     if index.is_file():
-        try:
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{index}: not a valid checkpoint index ({e!r})") from e
-        bins = [folder / f for f in files]
-        missing = [str(b) for b in bins if not b.is_file()]
-        if missing:
-            raise FileNotFoundError(f"{index} names shard files that do not exist: {missing}")
+        bins = _index_shards(index, "checkpoint")
     else:
         bins = [pathlib.Path(p) for p in sorted(glob.glob(str(folder / "pytorch_model*.bin")))]
     if not bins:
