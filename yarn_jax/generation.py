@@ -72,13 +72,13 @@ def generate(
     if ids_bt.ndim != 2 or ids_bt.shape[1] == 0:
         raise ValueError(f"prompt_ids must be [T] or [B, T] with T > 0, got shape {ids.shape}")
     B, T = ids_bt.shape
-    graphdef, state = nnx.split(model)
-    cache = init_cache(model.cfg, B, T + max_new_tokens)
-    logits, cache = _step(graphdef, state, cache, jnp.asarray(ids_bt, jnp.int32))
+    logits, cache = prefill(model, ids_bt, T + max_new_tokens)
+    graphdef, state = nnx.split(model)  # split once for every decode step
     out, all_logits = [], []
     done = np.zeros(B, bool)
     for i in range(max_new_tokens):
-        all_logits.append(logits[:, 0])
+        if return_logits:
+            all_logits.append(logits[:, 0])
         nxt = np.asarray(jnp.argmax(logits[:, 0], axis=-1)).astype(np.int32)
         if eos_token_id is not None:
             nxt = np.where(done, eos_token_id, nxt)
