@@ -179,7 +179,8 @@ def tokenize(docs: Sequence[Document], tokenizer, progress: bool = True) -> list
 
 def encode_ids(tokenizer, text: str) -> list[int]:
     """`text` as a list of token ids, encoded once: accepts a tokenizer whose encode returns a
-    list or an object with `.ids` (tokenizers.Encoding). The tokenizer's own default special
-    tokens (a BOS where the model's tokenizer adds one; SmolLM2 adds none)."""
+    list or an object with `.ids` (tokenizers.Encoding). Called with encode's defaults: for
+    yarn_jax's Tokenizer that is without special tokens, so no BOS is prepended (SmolLM2's
+    tokenizer adds none either way)."""
     ids = tokenizer.encode(text)
     return list(getattr(ids, "ids", ids))
